@@ -1,0 +1,1 @@
+"""MetaGraspNet on-disk format: synthetic generator, reader, COCO conversion, splits."""

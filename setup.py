@@ -1,0 +1,84 @@
+"""ament_python package `mtl_grasp`: runtime (mtl_grasp/) + training backend (training/)."""
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+PACKAGE = "mtl_grasp"
+
+RUNTIME = [
+    "numpy>=1.26",
+    "opencv-python-headless>=4.9",
+    "onnxruntime>=1.18",
+    "pycocotools>=2.0.7",
+    "pyyaml>=6.0",
+    "tqdm>=4.66",
+]
+TRAIN = [
+    "torch>=2.6",
+    "torchvision>=0.21",
+    "onnx>=1.16",
+    "onnxscript>=0.2",
+    "tensorboard>=2.16",
+    "matplotlib>=3.8",
+    "scipy>=1.11",
+]
+ROS = [
+    "ros-kilted-rclpy[fastrtps]",
+    "ros-kilted-sensor-msgs",
+    "ros-kilted-std-msgs",
+    "ros-kilted-geometry-msgs",
+    "ros-kilted-visualization-msgs",
+    "ros-kilted-std-srvs",
+    "ros-kilted-diagnostic-msgs",
+    "ros-kilted-lifecycle-msgs",
+    "ros-kilted-builtin-interfaces",
+]
+# Wheels needed to generate and build the mtl_grasp_msgs interface package with cmake in a venv
+# (several are needed but not declared by the ROS wheels; see docs/ros.md).
+ROS_BUILD = [
+    "ros-kilted-rosidl-default-generators",
+    "ros-kilted-rosidl-core-generators",
+    "ros-kilted-ament-cmake",
+    "ros-kilted-ament-cmake-python",
+    "ros-kilted-ament-cmake-include-directories",
+    "ros-kilted-ament-cmake-ros-core",
+    "ros-kilted-ament-package",
+    "catkin-pkg",
+]
+DEV = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "colcon-common-extensions"]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=["mtl_grasp", "mtl_grasp.*", "training", "training.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (os.path.join("share", PACKAGE, "launch"), glob("launch/*.launch.py")),
+        (os.path.join("share", PACKAGE, "config"), glob("config/*.yaml")),
+        (os.path.join("share", PACKAGE, "config", "train"), glob("config/train/*.yaml")),
+    ],
+    include_package_data=True,
+    package_data={"mtl_grasp.data": ["splits/*.json"]},
+    python_requires=">=3.10",
+    install_requires=RUNTIME,
+    extras_require={
+        "train": TRAIN,
+        "ros": ROS,
+        "ros-build": ROS_BUILD,
+        "dev": DEV,
+    },
+    zip_safe=True,
+    maintainer="mtl_grasp developers",
+    maintainer_email="mtl-grasp@example.invalid",
+    description="RGB-D amodal instance perception for bin picking with a multi-task-learning training backend",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "perception_node = mtl_grasp.ros.perception_node:main",
+            "mgn_replayer = mtl_grasp.ros.replayer:main",
+            "mtl-train = training.cli:main",
+        ],
+    },
+)

@@ -1,0 +1,78 @@
+"""`python -m training` (also the `mtl-train` console script): the researcher's command line.
+
+Subcommands live in `training/commands/<name>.py`; see that package's docstring for the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# Order is the order shown by --help.
+COMMANDS = (
+    "synth",
+    "coco",
+    "train",
+    "evaluate",
+    "export",
+    "methods",
+    "report",
+    "sweep",
+    "bench",
+    "demo",
+)
+
+
+def _load(name: str):
+    try:
+        return importlib.import_module(f"training.commands.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"training.commands.{name}":
+            return None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description=(
+            "Train, evaluate, compare and export the mtl_grasp RGB-D amodal instance segmentation "
+            "network with any multi-task-learning (MTL) method. Run `python -m training <command> "
+            "--help` for a command's options."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name in COMMANDS:
+        module = _load(name)
+        if module is None:
+            continue
+        p = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=getattr(module, "DESCRIPTION", module.HELP),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args._module.run(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        # Bad input: a one-line message naming the problem, no stack trace.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""`python -m training bench <what>`: speed measurements that print ratios measured in one run."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+HELP = "measure speed: model, methods, train, diagnostics, runtime, node"
+DESCRIPTION = (
+    "Benchmarks print absolute times and ratios measured in the same run (e.g. a method's step time "
+    "relative to EW). Record results in docs/benchmarks.md together with the machine."
+)
+BENCHMARKS = ("model", "methods", "train", "diagnostics", "runtime", "node")
+
+
+def _load(name: str):
+    try:
+        return importlib.import_module(f"training.bench.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"training.bench.{name}":
+            return None
+        raise
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="benchmark", metavar="<what>", required=True)
+    for name in BENCHMARKS:
+        module = _load(name)
+        if module is None:
+            continue
+        p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
+        module.add_arguments(p)
+        p.set_defaults(_bench=module)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(args._bench.run(args) or 0)
