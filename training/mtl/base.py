@@ -1,0 +1,192 @@
+"""The MTL method interface and its two thin bases.
+
+The trainer only calls, for any method:
+    opt = method.configure_optimizer(shared_params, task_params, spec)  # None -> standard optimiser
+    report = method.backward(ctx)        # writes .grad of every trainable parameter
+    optimizer.step()
+    if method.needs_post_step: method.after_step(ctx)
+It never branches on a method's name; needs are declared as class attributes (capabilities).
+
+Two bases carry the plumbing so a method module is only its algorithm:
+- LossWeighting: `weights(losses [T]) -> [T]` (or `objective(losses) -> scalar` when the method owns
+  learnable parameters, like UW), applied with one backward.
+- GradientCombination: `combine(G [T, n]) -> [n]` on a task-gradient matrix, at the parameter level
+  (G = ∂L/∂θ_s) or the feature level (G = ∂L/∂Z, then one backward of the direction through the
+  backbone). Scale convention: EW's `combine` returns `G.sum(0)`; each method documents its scale.
+State that must survive a resume lives in buffers/parameters or in `get_extra_state`, so
+`state_dict()` round trips reproduce the next step exactly.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from training.mtl.context import StepContext
+
+
+class Level(str, enum.Enum):
+    """Where per-task gradients are taken."""
+
+    PARAMETER = "parameter"  # w.r.t. the shared parameters θ_s
+    FEATURE = "feature"  # w.r.t. the shared representation Z (the "feature-level surrogate", -UB)
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """The plain optimiser settings from the config (used by methods that replace the optimiser)."""
+
+    name: str = "sgd"  # sgd | adam | signsgd
+    lr: float = 1e-4
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass
+class StepReport:
+    """What a method reports after its backward (logged by the trainer).
+
+    weights: effective task weights `[T]` where the update is a combination Σ w_i g_i (None otherwise).
+    extras: scalar method internals worth logging (e.g. a solver's iterations, the MGDA min-norm).
+    """
+
+    weights: Tensor | None = None
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+class MTLMethod(torch.nn.Module):
+    """Base of every MTL method. Subclasses set the class attributes below and implement `backward`."""
+
+    #: registry name (lower-case)
+    name: ClassVar[str] = ""
+    #: "loss weighting" | "gradient combination" | "optimizer" | "regularizer"
+    kind: ClassVar[str] = ""
+    #: levels the method supports; () = level-free (a weighted-loss backward, no per-task gradients)
+    levels: ClassVar[tuple[Level, ...]] = ()
+    #: why a level is not offered (shown by `python -m training methods`)
+    level_note: ClassVar[str] = ""
+    #: citation: "Authors, Title, Venue Year, URL"
+    paper: ClassVar[str] = ""
+    #: per-step randomness (drawn from torch's global RNG, which checkpoints save and restore)
+    stochastic: ClassVar[bool] = False
+    #: needs `after_step(ctx)` after the optimiser step (e.g. FAMO's loss-change update)
+    needs_post_step: ClassVar[bool] = False
+    #: how many backward passes through the backbone a step costs, for the docs ("1", "T", "T+1")
+    cost: ClassVar[str] = "1"
+
+    def __init__(self, num_tasks: int, level: Level | str = Level.PARAMETER) -> None:
+        super().__init__()
+        if not isinstance(num_tasks, int) or num_tasks < 1:
+            raise ValueError(f"{self.name}: num_tasks must be a positive int, got {num_tasks!r}")
+        self.num_tasks = num_tasks
+        try:
+            lvl = Level(level)
+        except ValueError:
+            raise ValueError(
+                f"{self.name}: level must be one of {[lv.value for lv in Level]}, got {level!r}"
+            ) from None
+        if self.levels and lvl not in self.levels:
+            raise ValueError(
+                f"{self.name}: level {lvl.value!r} is not supported; supported: "
+                f"{[lv.value for lv in self.levels]}. {self.level_note}".strip()
+            )
+        self.level = lvl if self.levels else None
+
+    def backward(self, ctx: StepContext) -> StepReport:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def after_step(self, ctx: StepContext) -> None:
+        """Called after the optimiser step when `needs_post_step` is set."""
+
+    def configure_optimizer(
+        self,
+        shared_params: list[torch.nn.Parameter],
+        task_params: list[torch.nn.Parameter],
+        spec: OptimizerSpec,
+    ) -> torch.optim.Optimizer | None:
+        """Return an optimiser that replaces the standard one (AdaTask, MTL-IO), else None."""
+        return None
+
+    def method_parameters(self) -> list[torch.nn.Parameter]:
+        """Learnable parameters the method owns (UW's log-variances); the trainer optimises them."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def extra_repr(self) -> str:
+        lvl = self.level.value if self.level is not None else "n/a"
+        return f"num_tasks={self.num_tasks}, level={lvl}"
+
+
+class LossWeighting(MTLMethod):
+    """A method whose update is the gradient of a weighted sum of the task losses (one backward)."""
+
+    kind = "loss weighting"
+    levels = ()
+    level_note = "A loss weighting needs no per-task gradients, so the level does not apply."
+
+    def weights(self, losses: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """Task weights `[T]` for the current (detached) task losses `[T]`."""
+        raise NotImplementedError
+
+    def objective(self, losses: Tensor) -> Tensor:
+        """The scalar to backpropagate; override when the method owns learnable parameters."""
+        return (self.weights(losses.detach()).detach() * losses).sum()
+
+    def backward(self, ctx: StepContext) -> StepReport:
+        ctx.check_losses_finite()
+        total = self.objective(ctx.losses)
+        ctx.backward_loss(total)
+        with torch.no_grad():
+            w = self.weights(ctx.losses.detach())
+        return StepReport(weights=w.detach())
+
+
+class GradientCombination(MTLMethod):
+    """A method that maps the task-gradient matrix G `[T, n]` to one update direction `[n]`."""
+
+    kind = "gradient combination"
+    levels = (Level.PARAMETER, Level.FEATURE)
+    cost = "T (parameter level) / 1 + T head-only (feature level)"
+
+    def __init__(self, num_tasks: int, level: Level | str = Level.PARAMETER) -> None:
+        super().__init__(num_tasks, level)
+        #: effective task weights of the last `combine`, when the method is a linear combination
+        self.last_weights: Tensor | None = None
+
+    def combine(self, G: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """Update direction `[n]` for task gradients `G [T, n]`; EW would return `G.sum(0)`."""
+        raise NotImplementedError
+
+    def combine_features(self, G_Z: Tensor, ctx: StepContext) -> Tensor:
+        """Feature-level hook; default is `combine`. (GradDrop overrides it: it needs sign(Z).)"""
+        return self.combine(G_Z)
+
+    def backward(self, ctx: StepContext) -> StepReport:
+        ctx.check_losses_finite()
+        self.last_weights = None
+        if self.level is Level.PARAMETER:
+            d = self.combine(ctx.param_grads())
+            ctx.backward_shared_direction(d)
+        else:
+            d = self.combine_features(ctx.feature_grads(), ctx)
+            ctx.backward_feature_direction(d)
+        w = self.last_weights
+        return StepReport(weights=None if w is None else w.detach().float())
+
+
+def hyperparameters(cls: type[MTLMethod]) -> dict[str, tuple[Any, Any]]:
+    """{name: (annotation, default)} of a method's constructor hyperparameters."""
+    import inspect
+
+    sig = inspect.signature(cls.__init__)
+    out: dict[str, tuple[Any, Any]] = {}
+    for pname, p in sig.parameters.items():
+        if pname in ("self", "num_tasks", "level") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        out[pname] = (p.annotation, p.default)
+    return out

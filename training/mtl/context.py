@@ -1,0 +1,193 @@
+"""StepContext: one training step's losses, shared features and the per-task gradients derived from them.
+
+The ONE place that computes per-task gradients, at the parameter level (w.r.t. the shared parameters
+θ_s) or at the feature level (w.r.t. the shared representation Z). Results are cached, so a diagnostic
+and a method in the same step never compute them twice; every backward keeps the graph until the
+method's final backward.
+
+How the graph is cut: the trainer computes Z = model.features(...), then detaches Z into leaves
+Zd (requires_grad) and computes the task losses from Zd. Hence
+- ∂L_i/∂Z is a cheap backward through the heads only (T of them for G_Z);
+- ∂L_i/∂θ_s = J_Zᵀ (∂L_i/∂Z) is one vector-Jacobian product through the backbone per task
+  (or one batched VJP for all tasks with `batched_vjp=True`, which uses vmap);
+- the final update needs one backbone backward whatever the method.
+Head parameters always receive the raw sum Σ_i ∇_{θ_h} L_i for direction-producing methods
+(convention (a) of docs/mtl.md) and Σ_i w_i ∇_{θ_h} L_i for loss-weighting methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or gradient is NaN/inf; the trainer skips the step instead of stepping on it."""
+
+
+def _flatten(tensors: Sequence[Tensor | None], like: Sequence[Tensor]) -> Tensor:
+    parts = [
+        (t if t is not None else torch.zeros_like(ref)).reshape(-1) for t, ref in zip(tensors, like)
+    ]
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def _unflatten(vec: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
+    out, offset = [], 0
+    for ref in like:
+        n = ref.numel()
+        out.append(vec[offset : offset + n].view_as(ref))
+        offset += n
+    return out
+
+
+@dataclass
+class StepContext:
+    """What an MTL method sees in one step.
+
+    losses: task losses `[T]` computed from `feature_leaves` (graph through the heads).
+    features: the shared representation Z (list of tensors, graph to the shared parameters).
+    feature_leaves: detached copies of `features` with requires_grad; the heads ran on these.
+    shared_params / task_params: disjoint parameter lists (backbone+fusion+FPN / heads).
+    reevaluate: recomputes the task losses `[T]` on the same batch under no_grad (for methods that look
+        at the loss change after the step, e.g. FAMO); None if unavailable.
+    """
+
+    losses: Tensor
+    features: Sequence[Tensor]
+    feature_leaves: Sequence[Tensor]
+    shared_params: Sequence[torch.nn.Parameter]
+    task_params: Sequence[torch.nn.Parameter]
+    step: int = 0
+    epoch: int = 0
+    reevaluate: Callable[[], Tensor] | None = None
+    batched_vjp: bool = False
+    task_names: Sequence[str] = ()
+    _feature_grads: Tensor | None = field(default=None, repr=False)
+    _head_grad_sum: list[Tensor | None] | None = field(default=None, repr=False)
+    _param_grads: Tensor | None = field(default=None, repr=False)
+
+    @property
+    def num_tasks(self) -> int:
+        return int(self.losses.shape[0])
+
+    # ---- checks ----------------------------------------------------------------------------
+    def _name(self, i: int) -> str:
+        return self.task_names[i] if i < len(self.task_names) else f"task{i}"
+
+    def check_losses_finite(self) -> None:
+        bad = [self._name(i) for i in range(self.num_tasks) if not torch.isfinite(self.losses[i])]
+        if bad:
+            raise NonFiniteError(f"non-finite loss in tasks {bad}: {self.losses.detach().tolist()}")
+
+    def _check_rows(self, G: Tensor, what: str) -> None:
+        finite = torch.isfinite(G).all(dim=1)
+        if not bool(finite.all()):
+            bad = [self._name(i) for i in range(G.shape[0]) if not finite[i]]
+            raise NonFiniteError(f"non-finite {what} gradient for tasks {bad}")
+
+    # ---- per-task gradients ----------------------------------------------------------------
+    def feature_grads(self) -> Tensor:
+        """G_Z `[T, m]`: row i = ∂L_i/∂Z flattened over the whole batch (no batch reduction).
+
+        Also accumulates Σ_i ∇_{θ_h} L_i for the heads as a by-product (same backward passes).
+        """
+        if self._feature_grads is None:
+            leaves = list(self.feature_leaves)
+            heads = [p for p in self.task_params if p.requires_grad]
+            rows: list[Tensor] = []
+            head_sum: list[Tensor | None] = [None] * len(heads)
+            for i in range(self.num_tasks):
+                grads = torch.autograd.grad(
+                    self.losses[i], leaves + heads, retain_graph=True, allow_unused=True
+                )
+                rows.append(_flatten(grads[: len(leaves)], leaves))
+                for k, g in enumerate(grads[len(leaves) :]):
+                    if g is not None:
+                        head_sum[k] = g if head_sum[k] is None else head_sum[k] + g
+            G = torch.stack(rows)  # [T, m]
+            self._check_rows(G, "feature")
+            self._feature_grads, self._head_grad_sum = G, head_sum
+        return self._feature_grads
+
+    def param_grads(self) -> Tensor:
+        """G `[T, P]`: row i = ∂L_i/∂θ_s flattened over the shared parameters."""
+        if self._param_grads is None:
+            G_Z = self.feature_grads()
+            feats = list(self.features)
+            shared = list(self.shared_params)
+            if self.batched_vjp:
+                outs = [torch.stack([_unflatten(G_Z[i], feats)[k] for i in range(self.num_tasks)])
+                        for k in range(len(feats))]
+                grads = torch.autograd.grad(
+                    feats, shared, grad_outputs=outs, retain_graph=True, allow_unused=True,
+                    is_grads_batched=True,
+                )
+                G = torch.cat(
+                    [(g if g is not None else torch.zeros(self.num_tasks, *p.shape, device=p.device,
+                                                          dtype=p.dtype)).reshape(self.num_tasks, -1)
+                     for g, p in zip(grads, shared)], dim=1)
+            else:
+                rows = []
+                for i in range(self.num_tasks):
+                    g = torch.autograd.grad(
+                        feats, shared, grad_outputs=_unflatten(G_Z[i], feats), retain_graph=True,
+                        allow_unused=True,
+                    )
+                    rows.append(_flatten(g, shared))
+                G = torch.stack(rows)  # [T, P]
+            self._check_rows(G, "parameter")
+            self._param_grads = G
+        return self._param_grads
+
+    # ---- final backward: exactly one of these per step ---------------------------------------
+    def backward_loss(self, total: Tensor) -> None:
+        """Backpropagate a scalar built from `losses` (and method parameters) through heads and backbone."""
+        if not torch.isfinite(total):
+            raise NonFiniteError(f"non-finite total loss {float(total)}")
+        leaves = list(self.feature_leaves)
+        for z in leaves:
+            z.grad = None
+        total.backward()
+        grads = [z.grad if z.grad is not None else torch.zeros_like(z) for z in leaves]
+        torch.autograd.backward(list(self.features), grad_tensors=grads)
+
+    def backward_weighted(self, weights: Tensor) -> None:
+        """Heads and backbone receive the gradients of Σ_i w_i L_i (w detached)."""
+        w = weights.detach().to(self.losses.dtype)
+        self.backward_loss((w * self.losses).sum())
+
+    def _write_head_sum(self) -> None:
+        if self._head_grad_sum is None:
+            self.feature_grads()
+        heads = [p for p in self.task_params if p.requires_grad]
+        for p, g in zip(heads, self._head_grad_sum or []):
+            if g is None:
+                continue
+            p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
+
+    def backward_shared_direction(self, d: Tensor) -> None:
+        """Shared parameters' .grad += d `[P]`; heads get the raw sum of their task gradients."""
+        if not bool(torch.isfinite(d).all()):
+            raise NonFiniteError("non-finite combined parameter-level direction")
+        for p, g in zip(self.shared_params, _unflatten(d.to(self.shared_params[0].dtype), self.shared_params)):
+            p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
+        self._write_head_sum()
+        self.release()
+
+    def backward_feature_direction(self, d_z: Tensor) -> None:
+        """Backpropagate d_z `[m]` (a direction in Z-space) through the backbone; heads get the raw sum."""
+        if not bool(torch.isfinite(d_z).all()):
+            raise NonFiniteError("non-finite combined feature-level direction")
+        feats = list(self.features)
+        self._write_head_sum()
+        torch.autograd.backward(feats, grad_tensors=_unflatten(d_z.to(feats[0].dtype), feats))
+        self.release()
+
+    def release(self) -> None:
+        """Drop cached gradients (the graph is freed by the final backward)."""
+        self._feature_grads = self._param_grads = None
+        self._head_grad_sum = None
