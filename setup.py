@@ -60,7 +60,6 @@ setup(
         (os.path.join("share", PACKAGE, "config", "train"), glob("config/train/*.yaml")),
     ],
     include_package_data=True,
-    package_data={"mtl_grasp.data": ["splits/*.json"]},
     python_requires=">=3.10",
     install_requires=RUNTIME,
     extras_require={

@@ -1,1 +1,9 @@
-"""training.data"""
+"""Torch side of the data: :class:`MetaGraspNetDataset`, :func:`collate_batch` and augmentation.
+
+See :mod:`training.data.dataset` for the item format and docs/data.md for every data decision.
+"""
+
+from training.data.augment import AugmentConfig
+from training.data.dataset import MetaGraspNetDataset, collate_batch, item_generator, masks_to_boxes
+
+__all__ = ["AugmentConfig", "MetaGraspNetDataset", "collate_batch", "item_generator", "masks_to_boxes"]
