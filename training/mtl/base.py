@@ -23,10 +23,12 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from training.mtl.context import StepContext
+from training.mtl.context import NonFiniteError, StepContext
+from training.mtl.solvers import gram
 
 
 class Level(str, enum.Enum):
@@ -69,6 +71,8 @@ class MTLMethod(torch.nn.Module):
     kind: ClassVar[str] = ""
     #: levels the method supports; () = level-free (a weighted-loss backward, no per-task gradients)
     levels: ClassVar[tuple[Level, ...]] = ()
+    #: the level used when the config does not name one
+    default_level: ClassVar[Level] = Level.PARAMETER
     #: why a level is not offered (shown by `python -m training methods`)
     level_note: ClassVar[str] = ""
     #: citation: "Authors, Title, Venue Year, URL"
@@ -157,6 +161,8 @@ class GradientCombination(MTLMethod):
         super().__init__(num_tasks, level)
         #: effective task weights of the last `combine`, when the method is a linear combination
         self.last_weights: Tensor | None = None
+        #: scalar internals of the last `combine` (solver iterations, residuals), logged by the trainer
+        self.last_extras: dict[str, float] = {}
 
     def combine(self, G: Tensor) -> Tensor:  # pragma: no cover - abstract
         """Update direction `[n]` for task gradients `G [T, n]`; EW would return `G.sum(0)`."""
@@ -166,17 +172,66 @@ class GradientCombination(MTLMethod):
         """Feature-level hook; default is `combine`. (GradDrop overrides it: it needs sign(Z).)"""
         return self.combine(G_Z)
 
+    def check_task_matrix(self, G: Tensor) -> None:
+        """Raise a ValueError naming `G` unless it is a floating `[num_tasks, n]` matrix."""
+        if not isinstance(G, Tensor):
+            raise ValueError(f"{self.name}: G must be a torch.Tensor [T, n], got {type(G).__name__}")
+        if G.dim() != 2 or G.shape[0] != self.num_tasks:
+            raise ValueError(
+                f"{self.name}: G must have shape [num_tasks={self.num_tasks}, n], got {tuple(G.shape)}"
+            )
+        if not G.is_floating_point():
+            raise ValueError(f"{self.name}: G must be floating point, got dtype {G.dtype}")
+
+    def head_weights(self) -> Tensor | None:
+        """Weights of the task losses for the head parameters; None = raw sum (convention (a))."""
+        return None
+
     def backward(self, ctx: StepContext) -> StepReport:
         ctx.check_losses_finite()
         self.last_weights = None
+        self.last_extras = {}
+        hw = self.head_weights()
+        # pass head_weights only when used, so StepContext subclasses with the older signature still work
+        extra = {} if hw is None else {"head_weights": hw}
         if self.level is Level.PARAMETER:
             d = self.combine(ctx.param_grads())
-            ctx.backward_shared_direction(d)
+            ctx.backward_shared_direction(d, **extra)
         else:
             d = self.combine_features(ctx.feature_grads(), ctx)
-            ctx.backward_feature_direction(d)
+            ctx.backward_feature_direction(d, **extra)
         w = self.last_weights
-        return StepReport(weights=None if w is None else w.detach().float())
+        return StepReport(weights=None if w is None else w.detach().float(), extras=dict(self.last_extras))
+
+
+class GramWeighting(GradientCombination):
+    """A combination `d = Gᵀα` whose weights α depend only on the Gram matrix `M = G Gᵀ`.
+
+    Subclasses implement `gram_weights(M) -> α` on the float64 `[T, T]` Gram matrix; the base builds
+    M in float64 (chunked), checks α is finite, records it in `last_weights` and applies it in G's
+    dtype. Working on M makes the cost of the method itself O(T²n) for M plus O(Tn) for d.
+    """
+
+    #: machine epsilon of the last G's dtype (set by `combine` before `gram_weights` runs)
+    input_eps: float = float(torch.finfo(torch.float32).eps)
+
+    def gram_weights(self, M: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """Task weights α `[T]` (float64) for the Gram matrix `M [T, T]` (float64)."""
+        raise NotImplementedError
+
+    def combine(self, G: Tensor) -> Tensor:
+        self.check_task_matrix(G)
+        M = gram(G)
+        # rank decisions (Aligned-MTL, IMTL-G's pseudo-inverse) follow the precision of the gradients
+        self.input_eps = float(torch.finfo(G.dtype).eps)
+        if not np.all(np.isfinite(M)):
+            raise NonFiniteError(f"{self.name}: the Gram matrix of G is not finite (gradients too large?)")
+        alpha = np.asarray(self.gram_weights(M), dtype=np.float64)
+        if alpha.shape != (self.num_tasks,) or not np.all(np.isfinite(alpha)):
+            raise NonFiniteError(f"{self.name}: solver returned invalid weights {alpha!r}")
+        w = torch.as_tensor(alpha, dtype=torch.float64, device=G.device)
+        self.last_weights = w
+        return w.to(G.dtype) @ G
 
 
 def hyperparameters(cls: type[MTLMethod]) -> dict[str, tuple[Any, Any]]:

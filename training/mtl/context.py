@@ -12,7 +12,8 @@ Zd (requires_grad) and computes the task losses from Zd. Hence
   (or one batched VJP for all tasks with `batched_vjp=True`, which uses vmap);
 - the final update needs one backbone backward whatever the method.
 Head parameters always receive the raw sum Σ_i ∇_{θ_h} L_i for direction-producing methods
-(convention (a) of docs/mtl.md) and Σ_i w_i ∇_{θ_h} L_i for loss-weighting methods.
+(convention (a) of docs/mtl.md) and Σ_i w_i ∇_{θ_h} L_i for loss-weighting methods; a direction-producing
+method may pass `head_weights` to the final backward instead (the IMTL hybrid's loss scales).
 """
 
 from __future__ import annotations
@@ -160,30 +161,58 @@ class StepContext:
         w = weights.detach().to(self.losses.dtype)
         self.backward_loss((w * self.losses).sum())
 
-    def _write_head_sum(self) -> None:
-        if self._head_grad_sum is None:
-            self.feature_grads()
+    def _write_head_grads(self, head_weights: Tensor | None = None) -> None:
+        """Heads' .grad += Σ_i ∇_{θ_h} L_i (cached raw sum), or Σ_i w_i ∇_{θ_h} L_i if weights given.
+
+        The weighted form costs one extra backward through the heads only (never the backbone).
+        """
         heads = [p for p in self.task_params if p.requires_grad]
-        for p, g in zip(heads, self._head_grad_sum or []):
+        if head_weights is None:
+            if self._head_grad_sum is None:
+                self.feature_grads()
+            grads: Sequence[Tensor | None] = self._head_grad_sum or []
+        else:
+            w = head_weights.detach().to(dtype=self.losses.dtype, device=self.losses.device)
+            if w.shape != self.losses.shape:
+                raise ValueError(
+                    f"head_weights must have shape {tuple(self.losses.shape)} (one per task), "
+                    f"got {tuple(w.shape)}"
+                )
+            if not bool(torch.isfinite(w).all()):
+                raise NonFiniteError(f"non-finite head weights {w.tolist()}")
+            if not heads:
+                return
+            grads = torch.autograd.grad((w * self.losses).sum(), heads, retain_graph=True, allow_unused=True)
+        for p, g in zip(heads, grads):
             if g is None:
                 continue
             p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
 
-    def backward_shared_direction(self, d: Tensor) -> None:
-        """Shared parameters' .grad += d `[P]`; heads get the raw sum of their task gradients."""
+    def _write_head_sum(self) -> None:
+        self._write_head_grads(None)
+
+    def backward_shared_direction(self, d: Tensor, head_weights: Tensor | None = None) -> None:
+        """Shared parameters' .grad += d `[P]`; heads get the raw sum of their task gradients.
+
+        head_weights `[T]` (optional): heads get Σ_i w_i ∇_{θ_h} L_i instead (e.g. IMTL's loss scales).
+        """
         if not bool(torch.isfinite(d).all()):
             raise NonFiniteError("non-finite combined parameter-level direction")
-        for p, g in zip(self.shared_params, _unflatten(d.to(self.shared_params[0].dtype), self.shared_params)):
+        shared = list(self.shared_params)
+        for p, g in zip(shared, _unflatten(d.to(shared[0].dtype), shared)):
             p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
-        self._write_head_sum()
+        self._write_head_grads(head_weights)
         self.release()
 
-    def backward_feature_direction(self, d_z: Tensor) -> None:
-        """Backpropagate d_z `[m]` (a direction in Z-space) through the backbone; heads get the raw sum."""
+    def backward_feature_direction(self, d_z: Tensor, head_weights: Tensor | None = None) -> None:
+        """Backpropagate d_z `[m]` (a direction in Z-space) through the backbone; heads get the raw sum.
+
+        head_weights `[T]` (optional): heads get Σ_i w_i ∇_{θ_h} L_i instead.
+        """
         if not bool(torch.isfinite(d_z).all()):
             raise NonFiniteError("non-finite combined feature-level direction")
         feats = list(self.features)
-        self._write_head_sum()
+        self._write_head_grads(head_weights)
         torch.autograd.backward(feats, grad_tensors=_unflatten(d_z.to(feats[0].dtype), feats))
         self.release()
 

@@ -51,8 +51,11 @@ def get(name: str) -> type[MTLMethod]:
     return _REGISTRY[key]
 
 
-def build(name: str, num_tasks: int, level: Level | str = Level.PARAMETER, **hparams: Any) -> MTLMethod:
-    """Build a method; unknown hyperparameters are an error listing the accepted ones."""
+def build(name: str, num_tasks: int, level: Level | str | None = None, **hparams: Any) -> MTLMethod:
+    """Build a method; unknown hyperparameters are an error listing the accepted ones.
+
+    `level=None` uses the method's `default_level` (feature for the -UB aliases, else parameter).
+    """
     cls = get(name)
     accepted = hyperparameters(cls)
     unknown = sorted(set(hparams) - set(accepted))
@@ -61,6 +64,6 @@ def build(name: str, num_tasks: int, level: Level | str = Level.PARAMETER, **hpa
             f"mtl: method {cls.name!r} has no hyperparameter(s) {unknown}; accepted: "
             + (", ".join(f"{k}={v[1]!r}" for k, v in accepted.items()) or "none")
         )
-    if not cls.levels:
-        level = Level.PARAMETER  # level-free methods ignore it
+    if not cls.levels or level is None:
+        level = cls.default_level  # level-free methods ignore it
     return cls(num_tasks, level=level, **hparams)
