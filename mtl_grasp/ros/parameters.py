@@ -1,0 +1,117 @@
+"""The perception node's parameters: declared once from this table, defaults only in the YAML file.
+
+Each parameter has a type, a description, an optional range (enforced by rclpy) and an optional
+extra check (enforced by `validate`). Nothing here has a default value: the node loads
+`config/perception.yaml` (the only place defaults live) before any user file, so a missing key is a
+packaging bug reported by name instead of a silent fallback.
+
+Parameters marked `configure_time` (model, providers) take effect when the model is next loaded
+(activate); the others apply at once when changed at run time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtl_grasp.ros.images import DEPTH_UNITS
+
+_ORT_PROVIDERS_AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: ROS type name ("string", "double", "integer", "bool", "string_array")."""
+
+    name: str
+    type: str
+    description: str
+    range: tuple[float, float] | None = None
+    check: Callable[[Any], str | None] | None = None  # returns an error message or None
+    configure_time: bool = False
+
+
+def _check_depth_unit(v: Any) -> str | None:
+    return None if v in DEPTH_UNITS else f"expected one of {list(DEPTH_UNITS)}, got {v!r}"
+
+
+def _check_providers(v: Any) -> str | None:
+    names = list(v)
+    if not names:
+        return "expected a non-empty list, e.g. ['auto'] or ['CUDAExecutionProvider', 'CPUExecutionProvider']"
+    if names == [_ORT_PROVIDERS_AUTO]:
+        return None
+    import onnxruntime as ort  # only the list of names is used; availability is checked on configure
+
+    from mtl_grasp.runtime.providers import ALIASES
+
+    known = list(ALIASES) + list(ort.get_all_providers())
+    unknown = [p for p in names if p not in known]
+    if unknown:
+        return f"unknown execution provider(s) {unknown}; expected ['auto'] or names from {known}"
+    return None
+
+
+def _check_model_path(v: Any) -> str | None:
+    return None if str(v).strip() else "expected the path of an exported .onnx model, got an empty string"
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("model_path", "string", "exported ONNX model (python -m training export)",
+              check=_check_model_path, configure_time=True),
+    ParamSpec("providers", "string_array",
+              "onnxruntime execution providers in order of preference, or ['auto'] for the runtime's "
+              "default order (TensorRT, CUDA, CPU, whichever are available)",
+              check=_check_providers, configure_time=True),
+    ParamSpec("score_threshold", "double", "minimum detection score", range=(0.0, 1.0)),
+    ParamSpec("occlusion_threshold", "double", "an instance is flagged occluded when P(occluded) >= this",
+              range=(0.0, 1.0)),
+    ParamSpec("max_instances", "integer", "publish at most this many instances (highest scores)",
+              range=(1, 1000)),
+    ParamSpec("slop", "double", "maximum RGB-depth stamp difference of a pair, seconds", range=(0.0, 1.0)),
+    ParamSpec("sync_queue_size", "integer", "unpaired messages kept per input stream", range=(1, 100)),
+    ParamSpec("depth_unit", "string",
+              "'auto' (16UC1/mono16 millimetres, 32FC1 metres) or 'mm' / 'm' to override",
+              check=_check_depth_unit),
+    ParamSpec("publish_overlay", "bool", "publish ~/overlay (rgb8 image with boxes and masks)"),
+    ParamSpec("publish_markers", "bool", "publish ~/markers (needs rgb/camera_info)"),
+    ParamSpec("publish_visible_labels", "bool", "publish ~/visible_labels (mono16, 0 = background)"),
+)
+PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
+BY_NAME = {p.name: p for p in PARAMETERS}
+
+
+def validate(name: str, value: Any) -> str | None:
+    """Check one value beyond what rclpy enforces; return an error naming the parameter, or None."""
+    spec = BY_NAME.get(name)
+    if spec is None:
+        return None  # not ours (e.g. qos_overrides.*, use_sim_time)
+    if spec.type == "double" and isinstance(value, float) and not math.isfinite(value):
+        return f"{name}: expected a finite number, got {value!r}"
+    if spec.check is not None:
+        err = spec.check(value)
+        if err:
+            return f"{name}: {err}"
+    return None
+
+
+def default_params_file() -> Path:
+    """config/perception.yaml of the source tree, else of the installed package share directory."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "config" / "perception.yaml"]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("mtl_grasp")) / "config" / "perception.yaml")
+    except Exception:  # noqa: BLE001 - ament_index absent or package not installed the ROS way
+        pass
+    import sys
+
+    candidates.append(Path(sys.prefix) / "share" / "mtl_grasp" / "config" / "perception.yaml")
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(f"config/perception.yaml not found; looked in {[str(c) for c in candidates]}")

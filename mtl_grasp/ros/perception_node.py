@@ -1,0 +1,534 @@
+"""The mtl_grasp perception node: RGB-D frames in, amodal instances out.
+
+Lifecycle (rclpy LifecycleNode):
+  configure   read and check parameters, create the publishers, check that the model file exists
+  activate    load the model (mtl_grasp.runtime.Detector), subscribe to the inputs, start the worker
+  deactivate  unsubscribe, stop the worker, release the model (and its GPU memory)
+  cleanup     destroy the publishers
+`main()` triggers configure + activate itself (no launch or lifecycle manager needed) and retries
+every few seconds while that fails (e.g. the model file is not exported yet).
+
+Inputs (relative, remap them): rgb/image, depth/image, rgb/camera_info (optional; for ~/markers),
+subscribed with sensor-data QoS (best effort, depth 5), overridable per topic with
+`qos_overrides.<topic>.subscription.*` parameters.
+Outputs (reliable, stamped with the input RGB header): ~/instances (mtl_grasp_msgs/InstanceArray),
+~/overlay (rgb8), ~/markers (MarkerArray), ~/visible_labels (mono16) and /diagnostics.
+
+Threading: subscription callbacks only pair messages by stamp and drop the pair into a one-slot
+mailbox (KeepLatest); one worker thread converts, infers and publishes. A pair that arrives while the
+worker is busy replaces the pending one and counts as dropped, so latency stays bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.exceptions import InvalidParameterTypeException, ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import CameraInfo, Image
+from visualization_msgs.msg import MarkerArray
+
+from mtl_grasp.ros import parameters as P
+from mtl_grasp.ros.diagnostics import NodeStats, diagnostic_status
+from mtl_grasp.ros.images import array_to_image, color_to_rgb, depth_to_metres
+from mtl_grasp.ros.instances import detections_to_instance_array, mask_boxes
+from mtl_grasp.ros.keep_latest import KeepLatest
+from mtl_grasp.ros.sync import DEPTH, RGB, Pair, PairSynchronizer, stamp_to_ns
+from mtl_grasp.ros.visualization import instance_markers, overlay_image, visible_label_image
+from mtl_grasp_msgs.msg import InstanceArray
+
+NODE_NAME = "perception_node"
+TOPIC_RGB = "rgb/image"
+TOPIC_DEPTH = "depth/image"
+TOPIC_CAMERA_INFO = "rgb/camera_info"
+DIAGNOSTICS_PERIOD_S = 1.0
+LOG_THROTTLE_S = 5.0
+OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def sensor_data_qos() -> QoSProfile:
+    """A fresh rclpy sensor-data profile (best effort, keep last 5, volatile).
+
+    Fresh on purpose: QoS overrides are written into the profile object passed to
+    create_subscription, so passing rclpy's shared `qos_profile_sensor_data` would leak one topic's
+    override into every later subscription of the process.
+    """
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=5,
+        reliability=ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+_TYPES = {
+    "string": Parameter.Type.STRING,
+    "double": Parameter.Type.DOUBLE,
+    "integer": Parameter.Type.INTEGER,
+    "bool": Parameter.Type.BOOL,
+    "string_array": Parameter.Type.STRING_ARRAY,
+}
+
+DetectorFactory = Callable[..., Any]
+
+
+def _default_detector_factory(**kwargs: Any) -> Any:
+    from mtl_grasp.runtime import Detector  # imported on activate: keeps node import light
+
+    return Detector(**kwargs)
+
+
+class _Job:
+    """A synchronised pair waiting for the worker, with the time it became ready."""
+
+    __slots__ = ("pair", "ready_at")
+
+    def __init__(self, pair: Pair, ready_at: float) -> None:
+        self.pair, self.ready_at = pair, ready_at
+
+
+class PerceptionNode(LifecycleNode):
+    """Lifecycle node running mtl_grasp.runtime.Detector on synchronised RGB-D frames.
+
+    Args:
+        node_name: ROS node name.
+        detector_factory: builds the detector from keyword arguments (model_path, providers,
+            score_threshold, max_instances); defaults to mtl_grasp.runtime.Detector.
+        **kwargs: passed to rclpy's Node (namespace, context, cli_args, parameter_overrides, ...).
+    """
+
+    def __init__(
+        self, node_name: str = NODE_NAME, detector_factory: DetectorFactory | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(node_name, **kwargs)
+        self._detector_factory = detector_factory or _default_detector_factory
+        self._detector: Any = None
+        self._state = "unconfigured"
+        self._fatal = ""  # why configure/activate failed; ERROR diagnostic until it succeeds
+        self._stats = NodeStats()
+        self._slot: KeepLatest[_Job] = KeepLatest()
+        self._sync: PairSynchronizer[Image] | None = None
+        self._worker: threading.Thread | None = None
+        self._subs: list[Any] = []
+        self._pubs: dict[str, Any] = {}
+        self._camera_info: CameraInfo | None = None
+        self._live: dict[str, Any] = {}  # current values of the parameters, applied atomically
+        self._live_lock = threading.Lock()
+        self._unsynced_seen = (0, 0, 0)
+        self._retry_timer = None
+        self._last_age_ms: float | None = None
+
+        # Validation runs for declarations too, so a bad YAML value is rejected by name at start.
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        for spec in P.PARAMETERS:
+            self.declare_parameter(spec.name, _TYPES[spec.type], _descriptor(spec))
+        with self._live_lock:
+            for spec in P.PARAMETERS:
+                value = self.get_parameter(spec.name).value
+                if value is not None:
+                    self._live[spec.name] = value
+
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+
+    # ---- parameters ---------------------------------------------------------------------------
+    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            err = P.validate(p.name, p.value)
+            if err:
+                return SetParametersResult(successful=False, reason=err)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        with self._live_lock:
+            for p in params:
+                if p.name in P.BY_NAME:
+                    self._live[p.name] = p.value
+            live = dict(self._live)
+        names = {p.name for p in params}
+        if self._sync is not None and names & {"slop", "sync_queue_size"}:
+            self._sync.configure(live["slop"], live["sync_queue_size"])
+        det = self._detector
+        if det is not None:
+            if "score_threshold" in names:
+                det.score_threshold = float(live["score_threshold"])
+            if "max_instances" in names:
+                det.max_instances = int(live["max_instances"])
+        later = sorted(n for n in names if n in P.BY_NAME and P.BY_NAME[n].configure_time)
+        if later and self._state != "unconfigured":
+            self.get_logger().info(f"{later} changed: applied when the node is next activated (model load)")
+
+    def _param(self, name: str) -> Any:
+        with self._live_lock:
+            return self._live[name]
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        missing = [s.name for s in P.PARAMETERS if self.get_parameter(s.name).value is None]
+        if missing:
+            return self._fail(
+                f"parameters {missing} have no value; start the node with --params-file "
+                f"config/perception.yaml (where all defaults live)"
+            )
+        model = Path(self._param("model_path")).expanduser()
+        if not model.is_file():
+            return self._fail(
+                f"model_path: no such file {str(model)!r}; export one with `python -m training export` "
+                "or set model_path"
+            )
+        self._pubs = {
+            "instances": self.create_publisher(InstanceArray, "~/instances", OUTPUT_QOS),
+            "overlay": self.create_publisher(Image, "~/overlay", OUTPUT_QOS),
+            "markers": self.create_publisher(MarkerArray, "~/markers", OUTPUT_QOS),
+            "visible_labels": self.create_publisher(Image, "~/visible_labels", OUTPUT_QOS),
+        }
+        self._sync = PairSynchronizer(self._param("slop"), self._param("sync_queue_size"))
+        self._fatal = ""
+        self._state = "inactive"
+        self.get_logger().info(f"configured with model {str(model)!r}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        providers = list(self._param("providers"))
+        try:
+            self._detector = self._detector_factory(
+                model_path=str(Path(self._param("model_path")).expanduser()),
+                providers=None if providers == ["auto"] else providers,
+                score_threshold=float(self._param("score_threshold")),
+                max_instances=int(self._param("max_instances")),
+            )
+        except Exception as exc:  # noqa: BLE001 - any load failure is reported, the node lives on
+            return self._fail(f"could not load the model: {exc}")
+        self._slot = KeepLatest()
+        self._worker = threading.Thread(target=self._work, name="mtl_grasp_worker", daemon=True)
+        self._worker.start()
+        qos_options = QoSOverridingOptions.with_default_policies()
+        self._subs = [
+            self.create_subscription(
+                Image,
+                TOPIC_RGB,
+                lambda m: self._on_image(RGB, m),
+                sensor_data_qos(),
+                qos_overriding_options=qos_options,
+            ),
+            self.create_subscription(
+                Image,
+                TOPIC_DEPTH,
+                lambda m: self._on_image(DEPTH, m),
+                sensor_data_qos(),
+                qos_overriding_options=qos_options,
+            ),
+            self.create_subscription(
+                CameraInfo,
+                TOPIC_CAMERA_INFO,
+                self._on_camera_info,
+                sensor_data_qos(),
+                qos_overriding_options=qos_options,
+            ),
+        ]
+        self._fatal = ""
+        self._state = "active"
+        self.get_logger().info(f"active on {self.provider}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._state = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy_publishers()
+        self._state = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._destroy_publishers()
+        self._state = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._destroy_publishers()
+        self._state = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _fail(self, reason: str) -> TransitionCallbackReturn:
+        self._fatal = reason
+        self._stats.record_error(reason, bad_frame=False)
+        self.get_logger().error(reason, throttle_duration_sec=LOG_THROTTLE_S)
+        return TransitionCallbackReturn.FAILURE
+
+    def _stop_processing(self) -> None:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        self._detector = None  # the only reference: frees the session and its device memory
+
+    def _destroy_publishers(self) -> None:
+        for pub in self._pubs.values():
+            self.destroy_publisher(pub)
+        self._pubs = {}
+        self._sync = None
+
+    def autostart(self, retry_period_s: float = 5.0) -> bool:
+        """Configure and activate now; while that fails, retry every `retry_period_s` seconds.
+
+        For running without a lifecycle manager (main()). Returns whether the node is active now.
+        """
+        if self._try_start():
+            return True
+        if self._retry_timer is None:
+            self._retry_timer = self.create_timer(retry_period_s, self._retry_start)
+        return False
+
+    def _try_start(self) -> bool:
+        if self._state == "unconfigured":
+            self.trigger_configure()
+        if self._state == "inactive":
+            self.trigger_activate()
+        return self._state == "active"
+
+    def _retry_start(self) -> None:
+        if self._try_start() and self._retry_timer is not None:
+            self.destroy_timer(self._retry_timer)
+            self._retry_timer = None
+
+    # ---- input callbacks (executor thread: keep them short) -----------------------------------
+    def _on_image(self, stream: str, msg: Image) -> None:
+        sync = self._sync
+        if sync is None:
+            return
+        try:
+            pair = sync.add(stream, stamp_to_ns(msg.header.stamp), msg)
+        except ValueError as exc:
+            self._report(str(exc))
+            return
+        if pair is not None:
+            # RuntimeError: the slot closed while deactivating; nobody needs the pair any more
+            with contextlib.suppress(RuntimeError):
+                self._slot.put(_Job(pair, time.perf_counter()))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    # ---- worker -------------------------------------------------------------------------------
+    def _work(self) -> None:
+        slot = self._slot
+        while not slot.closed:
+            job = slot.take(timeout=0.5)
+            if job is not None:
+                self.process(job.pair.rgb, job.pair.depth, job.ready_at)
+
+    def process(self, rgb_msg: Image, depth_msg: Image, ready_at: float | None = None) -> bool:
+        """Run the model on one RGB-depth pair and publish every output; False on a bad frame.
+
+        Never raises for bad input: the error is logged (throttled), counted and reported as an
+        ERROR diagnostic, and the node serves the next frame.
+        """
+        ready_at = time.perf_counter() if ready_at is None else ready_at
+        det_model, pubs = self._detector, self._pubs
+        if det_model is None or not pubs:
+            return False
+        try:
+            rgb = color_to_rgb(rgb_msg, "rgb")
+            depth = depth_to_metres(depth_msg, self._param("depth_unit"), "depth")
+            if rgb.shape[:2] != depth.shape:
+                raise ValueError(
+                    f"rgb/depth size mismatch: rgb is {rgb.shape[1]}x{rgb.shape[0]}, depth is "
+                    f"{depth.shape[1]}x{depth.shape[0]}; depth must be registered to the RGB camera"
+                )
+            if rgb_msg.header.frame_id != depth_msg.header.frame_id:
+                self.get_logger().warning(
+                    f"rgb frame_id {rgb_msg.header.frame_id!r} != depth frame_id "
+                    f"{depth_msg.header.frame_id!r}; is depth registered to the RGB camera?",
+                    throttle_duration_sec=LOG_THROTTLE_S,
+                )
+            t_inf = time.perf_counter()
+            det = det_model(rgb, depth)
+            inference_s = time.perf_counter() - t_inf
+            self._publish(det, rgb, depth, rgb_msg.header, pubs)
+        except Exception as exc:  # noqa: BLE001 - bad input must never kill the node
+            self._report(f"frame {stamp_to_ns(rgb_msg.header.stamp)} skipped: {exc}")
+            return False
+        self._stats.record_frame(time.perf_counter() - ready_at, inference_s)
+        # age of the frame when its results went out, by this node's clock: large or negative
+        # values point at unsynchronised clocks or a slow pipeline upstream
+        self._last_age_ms = (self.get_clock().now().nanoseconds - stamp_to_ns(rgb_msg.header.stamp)) / 1e6
+        return True
+
+    def _publish(self, det: Any, rgb: Any, depth: Any, header: Any, pubs: dict[str, Any]) -> None:
+        height, width = rgb.shape[:2]
+        n = min(len(det.scores), int(self._param("max_instances")))
+        occ = float(self._param("occlusion_threshold"))
+        boxes = mask_boxes(det, n)  # shared by every output
+        pubs["instances"].publish(detections_to_instance_array(det, header, (height, width), occ, n, boxes))
+        # Views for tools are only computed while someone listens.
+        if self._param("publish_overlay") and pubs["overlay"].get_subscription_count():
+            pubs["overlay"].publish(array_to_image(overlay_image(rgb, det, n, occ, boxes), "rgb8", header))
+        if self._param("publish_visible_labels") and pubs["visible_labels"].get_subscription_count():
+            labels = visible_label_image(det, n, height, width, boxes)
+            pubs["visible_labels"].publish(array_to_image(labels, "mono16", header))
+        info = self._camera_info
+        if self._param("publish_markers") and pubs["markers"].get_subscription_count() and info is not None:
+            if (info.height, info.width) == (height, width):
+                pubs["markers"].publish(instance_markers(det, n, depth, info.k, header, occ, boxes=boxes))
+            else:
+                self.get_logger().warning(
+                    f"camera_info is {info.width}x{info.height} but images are {width}x{height}; no markers",
+                    throttle_duration_sec=LOG_THROTTLE_S,
+                )
+
+    def _report(self, message: str) -> None:
+        self._stats.record_error(message)
+        self.get_logger().error(message, throttle_duration_sec=LOG_THROTTLE_S)
+
+    # ---- diagnostics --------------------------------------------------------------------------
+    @property
+    def provider(self) -> str:
+        det = self._detector
+        return ",".join(getattr(det, "providers", []) or []) if det is not None else "none"
+
+    @property
+    def stats(self) -> NodeStats:
+        return self._stats
+
+    @property
+    def dropped_busy(self) -> int:
+        return self._slot.dropped
+
+    @property
+    def lifecycle_state(self) -> str:
+        """'unconfigured', 'inactive', 'active' or 'finalized' (mirrors the lifecycle state)."""
+        return self._state
+
+    @property
+    def failure_reason(self) -> str:
+        """Why the last configure/activate failed ('' once it succeeded)."""
+        return self._fatal
+
+    @property
+    def detector(self) -> Any:
+        """The loaded detector while active, else None."""
+        return self._detector
+
+    def _check_pairing(self) -> None:
+        """Report an error when both streams arrive but never pair (slop too small, clocks apart)."""
+        sync = self._sync
+        if sync is None or self._state != "active":
+            return
+        s = sync.stats
+        now = (s.received_rgb, s.received_depth, s.pairs)
+        prev, self._unsynced_seen = self._unsynced_seen, now
+        got_rgb, got_depth, paired = (a - b for a, b in zip(now, prev))
+        if paired == 0 and (got_rgb or got_depth):
+            if got_rgb and got_depth:
+                why = f"rgb and depth arrive but never pair within slop {sync.slop_s:.3f} s"
+            else:
+                why = f"only {'rgb' if got_rgb else 'depth'} arrives; check the other topic's remap and QoS"
+            self._report(f"unpaired streams: {why} ({got_rgb} rgb, {got_depth} depth in the last period)")
+
+    def _publish_diagnostics(self) -> None:
+        self._check_pairing()
+        sync = self._sync
+        unsynced = sync.stats.dropped_rgb + sync.stats.dropped_depth if sync is not None else 0
+        snap = self._stats.snapshot(dropped_busy=self._slot.dropped, dropped_unsynced=unsynced)
+        if sync is not None:
+            snap.extra.update(
+                received_rgb=str(sync.stats.received_rgb),
+                received_depth=str(sync.stats.received_depth),
+                camera_info="yes" if self._camera_info is not None else "no",
+                last_output_age_ms="n/a" if self._last_age_ms is None else f"{self._last_age_ms:.1f}",
+            )
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        model = str(self._live.get("model_path", ""))
+        msg.status = [
+            diagnostic_status(
+                snap,
+                f"{self.get_fully_qualified_name()}: perception",
+                model,
+                self._state,
+                model,
+                self.provider,
+                self._fatal,
+            )
+        ]
+        self._diag_pub.publish(msg)
+
+
+def _descriptor(spec: P.ParamSpec) -> ParameterDescriptor:
+    d = ParameterDescriptor(name=spec.name, type=int(_TYPES[spec.type]), description=spec.description)
+    if spec.configure_time:
+        d.additional_constraints = "applied when the node is next activated (model load)"
+    if spec.range is not None:
+        lo, hi = spec.range
+        if spec.type == "double":
+            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+        else:
+            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+    return d
+
+
+def ros_args_with_defaults(argv: Sequence[str]) -> list[str]:
+    """argv with `--ros-args --params-file <config/perception.yaml>` placed before the user's own
+    arguments, so the packaged defaults apply and any user file or -p overrides them."""
+    argv = list(argv)
+    prog, rest = (argv[0], argv[1:]) if argv else ("perception_node", [])
+    return [prog, "--ros-args", "--params-file", str(P.default_params_file()), "--", *rest]
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Console entry `perception_node`: `python -m mtl_grasp.ros.perception_node --ros-args ...`."""
+    try:
+        argv = ros_args_with_defaults(sys.argv if args is None else args)
+    except FileNotFoundError as exc:
+        print(f"perception_node: {exc}", file=sys.stderr)
+        return 2
+    context = rclpy.Context()
+    rclpy.init(args=argv, context=context)
+    node = None
+    try:
+        node = PerceptionNode(context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        node.autostart()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ParameterException, InvalidParameterTypeException) as exc:
+        print(f"perception_node: invalid parameter: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if node is not None:
+            node._stop_processing()
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
