@@ -49,9 +49,16 @@ class TaskSpec:
     def __len__(self) -> int:
         return len(self.tasks)
 
-    def stack(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Named losses -> task losses `[T]` (a task's losses are summed)."""
+    def task_losses(self, losses: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Named losses -> one scalar per task (a task's losses are summed), unstacked.
+
+        Pass this list to StepContext: per-task gradients of unstacked losses skip the stack's backward.
+        """
         missing = [n for _, group in self.tasks for n in group if n not in losses]
         if missing:
             raise KeyError(f"tasks: the model returned no loss named {missing}; it returned {sorted(losses)}")
-        return torch.stack([sum(losses[n] for n in group) for _, group in self.tasks])  # [T]
+        return [sum(losses[n] for n in group) for _, group in self.tasks]
+
+    def stack(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Named losses -> task losses `[T]`."""
+        return torch.stack(self.task_losses(losses))  # [T]

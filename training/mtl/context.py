@@ -11,9 +11,10 @@ Zd (requires_grad) and computes the task losses from Zd. Hence
 - ∂L_i/∂θ_s = J_Zᵀ (∂L_i/∂Z) is one vector-Jacobian product through the backbone per task
   (or one batched VJP for all tasks with `batched_vjp=True`, which uses vmap);
 - the final update needs one backbone backward whatever the method.
-Head parameters always receive the raw sum Σ_i ∇_{θ_h} L_i for direction-producing methods
-(convention (a) of docs/mtl.md) and Σ_i w_i ∇_{θ_h} L_i for loss-weighting methods; a direction-producing
-method may pass `head_weights` to the final backward instead (the IMTL hybrid's loss scales).
+Head parameters receive the raw sum Σ_i ∇_{θ_h} L_i for direction-producing methods (convention (a)
+of docs/mtl.md; one extra backward through the heads only) and Σ_i w_i ∇_{θ_h} L_i for loss-weighting
+methods; a direction-producing method may pass `head_weights` to the final backward instead (the IMTL
+hybrid's loss scales).
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def _unflatten(vec: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
 class StepContext:
     """What an MTL method sees in one step.
 
-    losses: task losses `[T]` computed from `feature_leaves` (graph through the heads).
+    losses: task losses `[T]` computed from `feature_leaves` (graph through the heads); may be given as a
+        list of T scalars, which is faster: per-task gradients then differentiate each task's own loss
+        instead of an entry of the stacked vector (whose backward would push zeros through every head).
     features: the shared representation Z (list of tensors, graph to the shared parameters).
     feature_leaves: detached copies of `features` with requires_grad; the heads ran on these.
     shared_params / task_params: disjoint parameter lists (backbone+fusion+FPN / heads).
@@ -68,8 +71,17 @@ class StepContext:
     batched_vjp: bool = False
     task_names: Sequence[str] = ()
     _feature_grads: Tensor | None = field(default=None, repr=False)
-    _head_grad_sum: list[Tensor | None] | None = field(default=None, repr=False)
     _param_grads: Tensor | None = field(default=None, repr=False)
+    _task_losses: list[Tensor] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.losses, (list, tuple)):
+            self._task_losses = list(self.losses)
+            self.losses = torch.stack(self._task_losses)  # [T]
+
+    def task_loss(self, i: int) -> Tensor:
+        """Task i's scalar loss, differentiable without the stack's backward when available."""
+        return self._task_losses[i] if self._task_losses is not None else self.losses[i]
 
     @property
     def num_tasks(self) -> int:
@@ -94,24 +106,18 @@ class StepContext:
     def feature_grads(self) -> Tensor:
         """G_Z `[T, m]`: row i = ∂L_i/∂Z flattened over the whole batch (no batch reduction).
 
-        Also accumulates Σ_i ∇_{θ_h} L_i for the heads as a by-product (same backward passes).
+        Only the feature leaves are differentiated (backward through the heads' activations, no
+        weight gradients); heads get their gradients once, in the final backward.
         """
         if self._feature_grads is None:
             leaves = list(self.feature_leaves)
-            heads = [p for p in self.task_params if p.requires_grad]
             rows: list[Tensor] = []
-            head_sum: list[Tensor | None] = [None] * len(heads)
             for i in range(self.num_tasks):
-                grads = torch.autograd.grad(
-                    self.losses[i], leaves + heads, retain_graph=True, allow_unused=True
-                )
-                rows.append(_flatten(grads[: len(leaves)], leaves))
-                for k, g in enumerate(grads[len(leaves) :]):
-                    if g is not None:
-                        head_sum[k] = g if head_sum[k] is None else head_sum[k] + g
+                grads = torch.autograd.grad(self.task_loss(i), leaves, retain_graph=True, allow_unused=True)
+                rows.append(_flatten(grads, leaves))
             G = torch.stack(rows)  # [T, m]
             self._check_rows(G, "feature")
-            self._feature_grads, self._head_grad_sum = G, head_sum
+            self._feature_grads = G
         return self._feature_grads
 
     def param_grads(self) -> Tensor:
@@ -162,15 +168,17 @@ class StepContext:
         self.backward_loss((w * self.losses).sum())
 
     def _write_head_grads(self, head_weights: Tensor | None = None) -> None:
-        """Heads' .grad += Σ_i ∇_{θ_h} L_i (cached raw sum), or Σ_i w_i ∇_{θ_h} L_i if weights given.
+        """Heads' .grad += Σ_i ∇_{θ_h} L_i (raw sum), or Σ_i w_i ∇_{θ_h} L_i if weights are given.
 
-        The weighted form costs one extra backward through the heads only (never the backbone).
+        One backward through the heads only (never the backbone).
         """
         heads = [p for p in self.task_params if p.requires_grad]
         if head_weights is None:
-            if self._head_grad_sum is None:
-                self.feature_grads()
-            grads: Sequence[Tensor | None] = self._head_grad_sum or []
+            if not heads:
+                return
+            grads: Sequence[Tensor | None] = torch.autograd.grad(
+                self.losses.sum(), heads, retain_graph=True, allow_unused=True
+            )
         else:
             w = head_weights.detach().to(dtype=self.losses.dtype, device=self.losses.device)
             if w.shape != self.losses.shape:
@@ -187,9 +195,6 @@ class StepContext:
             if g is None:
                 continue
             p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
-
-    def _write_head_sum(self) -> None:
-        self._write_head_grads(None)
 
     def backward_shared_direction(self, d: Tensor, head_weights: Tensor | None = None) -> None:
         """Shared parameters' .grad += d `[P]`; heads get the raw sum of their task gradients.
@@ -219,4 +224,3 @@ class StepContext:
     def release(self) -> None:
         """Drop cached gradients (the graph is freed by the final backward)."""
         self._feature_grads = self._param_grads = None
-        self._head_grad_sum = None
