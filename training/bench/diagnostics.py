@@ -1,0 +1,181 @@
+"""`python -m training bench diagnostics`: the cost of FD and of GDS/GMS relative to one EW training step.
+
+All on the real network (`training.model.AmodalRCNN`, random weights, T = 7 tasks) and a synthetic scene,
+with the trainer's split (Z = features, heads on detached leaves, `StepContext`). Each diagnostic is
+timed from a fresh context after the forward pass (which the training step has already paid for):
+- EW step: forward + the one weighted backward through heads and backbone (`EW.backward`);
+- FD via the context cache: T backward passes through the heads (∂L_i/∂Z, plus the head-parameter
+  gradients the cache accumulates for gradient methods) + the entropy;
+- FD, loss-weighting path: the same without head-parameter gradients (`method_uses_task_gradients=False`);
+- FD, loss-weighting path, unstacked: the same, differentiating the task losses before they are
+  stacked (`task_losses=`), so each backward visits only its own task's heads;
+- FD entropy only: when a gradient method already computed ∂L_i/∂Z in this step (cached in the context);
+- GDS/GMS parameter level: ∂L_i/∂Z, then T vector-Jacobian products through the backbone + the Gram matrix;
+- GDS/GMS feature level: ∂L_i/∂Z + the Gram matrix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+import warnings
+
+HELP = "cost of FD and GDS/GMS (parameter and feature level) relative to one EW step, T = 7"
+DESCRIPTION = (
+    "Times the diagnostics of training.diagnostics on AmodalRCNN (random weights, synthetic scene) with "
+    "the trainer's feature/head split, and prints each cost relative to one EW training step and FD's "
+    "cost relative to GDS/GMS's (goal: below 15%). Medians over --repeat runs after --warmup runs."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
+    parser.add_argument("--size", type=int, default=256, help="square input size (default 256)")
+    parser.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
+    parser.add_argument("--objects", type=int, default=6, help="objects per synthetic image (default 6)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement (default 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    parser.add_argument("--fd-window", type=int, default=1, help="FD neighbourhood window (default 1)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def _scene(torch, device, size: int, batch: int, objects: int):
+    """Random RGB-D images with rectangular objects whose left halves are hidden (occlusion labels)."""
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(batch, 3, size, size, generator=g)
+    depth = 0.5 + 0.3 * torch.rand(batch, 1, size, size, generator=g)
+    targets = []
+    for _ in range(batch):
+        xy = torch.rand(objects, 2, generator=g) * size * 0.7
+        wh = (0.1 + 0.2 * torch.rand(objects, 2, generator=g)) * size
+        boxes = torch.cat([xy, (xy + wh).clamp(max=size)], dim=1)
+        amodal = torch.zeros(objects, size, size, dtype=torch.uint8)
+        for i, (x1, y1, x2, y2) in enumerate(boxes.round().int().tolist()):
+            amodal[i, y1:y2, x1:x2] = 1
+        visible = amodal.clone()
+        visible[:, :, : size // 2] = 0
+        rate = 1.0 - visible.flatten(1).sum(1).float() / amodal.flatten(1).sum(1).clamp(min=1).float()
+        targets.append({
+            "boxes": boxes.to(device), "labels": torch.ones(objects, dtype=torch.int64, device=device),
+            "visible_masks": visible.to(device), "amodal_masks": amodal.to(device),
+            "occluded": (rate >= 0.05).long().to(device), "occluded_rate": rate.to(device),
+        })  # fmt: skip
+    return rgb.to(device), depth.to(device), targets
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from training.diagnostics import DiagnosticsConfig, GradientSimilarity, compute_diagnostics
+    from training.model import AmodalRCNN, ModelConfig
+    from training.mtl import StepContext, build
+    from training.tasks import TaskSpec
+
+    for name in ("size", "batch", "objects", "repeat"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name}: expected a positive integer, got {getattr(args, name)}")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: CUDA is not available on this machine")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random init is intended here
+        model = AmodalRCNN(ModelConfig(image_size=args.size)).to(device).train()
+    spec = TaskSpec.one_per_loss()
+    T = len(spec)
+    rgb, depth, targets = _scene(torch, device, args.size, args.batch, args.objects)
+    shared, heads = model.shared_parameters(), model.task_parameters()
+
+    task_losses: list = []  # the task losses of the latest new_ctx() before stacking
+
+    def new_ctx() -> StepContext:
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(0)  # the ROI samplers draw from the global RNG: same ROIs every time
+        Z = model.features(rgb, depth)
+        leaves = [z.detach().requires_grad_() for z in Z]
+        named = model.heads(leaves, (args.size, args.size), targets)
+        task_losses[:] = [sum(named[n] for n in group) for _, group in spec.tasks]
+        losses = torch.stack(task_losses)  # what TaskSpec.stack builds
+        return StepContext(losses=losses, features=Z, feature_leaves=leaves, shared_params=shared,
+                           task_params=heads, task_names=spec.names)  # fmt: skip
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    # CPU: process CPU time, robust to other jobs sharing the cores (the work runs in this process);
+    # CUDA: wall time around synchronisations
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
+
+    def timed(prepare, measure) -> float:
+        """Median seconds of `measure(state)` where `state = prepare()` is built untimed each run."""
+        times = []
+        for i in range(args.warmup + args.repeat):
+            state = prepare()
+            sync()
+            start = clock()
+            measure(state)
+            sync()
+            if i >= args.warmup:
+                times.append(clock() - start)
+            if isinstance(state, StepContext):
+                state.release()
+            del state
+        return statistics.median(times)
+
+    ew = build("ew", T)
+    fd_cfg = DiagnosticsConfig(fd=True, gradient_similarity=False, fd_window=args.fd_window)
+    param_cfg = DiagnosticsConfig(fd=False, levels=("parameter",))
+    feat_cfg = DiagnosticsConfig(fd=False, levels=("feature",))
+
+    def cached_ctx() -> StepContext:
+        ctx = new_ctx()
+        ctx.feature_grads()
+        return ctx
+
+    rows = [
+        ("EW step (forward + backward)", timed(lambda: None, lambda _: ew.backward(new_ctx()))),
+        ("FD via the context cache", timed(new_ctx, lambda c: compute_diagnostics(c, fd_cfg))),
+        ("FD, loss-weighting path",
+         timed(new_ctx, lambda c: compute_diagnostics(c, fd_cfg, method_uses_task_gradients=False))),
+        ("FD, loss-weighting path, unstacked",
+         timed(new_ctx, lambda c: compute_diagnostics(c, fd_cfg, method_uses_task_gradients=False,
+                                                      task_losses=list(task_losses)))),
+        ("FD entropy only (dL/dZ reused)", timed(cached_ctx, lambda c: compute_diagnostics(c, fd_cfg))),
+        ("GDS/GMS/CR parameter level", timed(new_ctx, lambda c: compute_diagnostics(c, param_cfg))),
+        ("GDS/GMS/CR feature level", timed(new_ctx, lambda c: compute_diagnostics(c, feat_cfg))),
+        ("Gram + GDS/GMS only (dL/dZ reused)",
+         timed(cached_ctx, lambda c: GradientSimilarity.from_gradients(c.feature_grads()))),
+    ]  # fmt: skip
+    probe = new_ctx()
+    m = probe.feature_grads().shape[1]
+    P = sum(p.numel() for p in shared)
+    probe.release()
+    del probe
+
+    machine = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+    )
+    print(f"machine: {machine} (torch {torch.__version__})")
+    print(f"input {args.batch} x {args.size}x{args.size}, {args.objects} objects/image, T = {T} tasks, "
+          f"|Z| = {m:,} per task, shared parameters P = {P:,}, FD window {args.fd_window}")  # fmt: skip
+    ew_time = rows[0][1]
+    unit = "wall [s]" if device.type == "cuda" else "CPU [s]"
+    print(f"\n{'measure':<38} {unit:>10} {'x EW step':>10}")
+    for name, t in rows:
+        print(f"{name:<38} {t:>10.3f} {t / ew_time:>10.2f}")
+    print()
+    times = dict(rows)
+    gds_param = times["GDS/GMS/CR parameter level"]
+    for name in ("FD via the context cache", "FD, loss-weighting path", "FD, loss-weighting path, unstacked"):
+        ratio = times[name] / gds_param
+        verdict = "met" if ratio < 0.15 else "NOT met"
+        print(f"{name} / GDS-GMS parameter level = {100 * ratio:.1f}%  (goal < 15%: {verdict})")
+    ratio = times["FD entropy only (dL/dZ reused)"] / times["Gram + GDS/GMS only (dL/dZ reused)"]
+    print(f"with per-task gradients already computed: FD / GDS-GMS = {100 * ratio:.0f}%")
+    return 0

@@ -1,0 +1,220 @@
+"""The training hook: `compute_diagnostics(ctx, cfg)` every `cfg.every` steps, before `method.backward`.
+
+It is read-only: it asks the step's `StepContext` for per-task gradients, which the context caches, so
+a method that needs the same gradients in the same step reuses them (and a loss-weighting method pays
+for them only on diagnostic steps). What is disabled costs nothing: FD and the feature-level measures
+only need ∂L_i/∂Z (T backward passes through the heads); only the parameter-level measures call
+`param_grads()` (T vector-Jacobian products through the backbone).
+
+Keys (all floats; NaN where a measure is undefined for this step, e.g. every task gradient zero):
+    diag/fd
+    diag/gds_param, diag/gms_param, diag/cr_param          (levels contains "parameter")
+    diag/gds_feature, diag/gms_feature, diag/cr_feature    (levels contains "feature")
+    diag/inter_task_cos, diag/inter_task_gms,
+    diag/inter_sample_cos, diag/inter_sample_gms           (inter_sample=True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from training.diagnostics.feature_disentanglement import MODES, PADDINGS, ZERO_RULES, feature_disentanglement
+from training.diagnostics.gradient_similarity import GradientSimilarity
+from training.diagnostics.inter_sample import inter_task_vs_inter_sample, per_sample_view
+from training.mtl.context import NonFiniteError, StepContext
+
+LEVELS = ("parameter", "feature")
+_SUFFIX = {"parameter": "param", "feature": "feature"}
+
+
+@dataclass
+class DiagnosticsConfig:
+    """Which diagnostics the trainer computes, and how often.
+
+    every: compute on steps where `step % every == 0`; 0 disables all diagnostics.
+    fd: feature disentanglement; fd_* are the options of `feature_disentanglement` (fd_axis refers to
+        the dimensions of one FPN level's per-task gradient [T, B, C, H, W]; -1 = along x).
+    gradient_similarity: GDS, GMS and conflict ratio at each of `levels`.
+    inter_sample: inter-task vs inter-sample similarity of the per-sample feature gradients.
+    """
+
+    every: int = 10
+    fd: bool = True
+    gradient_similarity: bool = True
+    levels: tuple[str, ...] = LEVELS
+    fd_window: int = 1
+    fd_mode: str = "box"
+    fd_axis: int | tuple[int, ...] = -1
+    fd_zero: str = "skip"
+    fd_padding: str = "truncate"
+    fd_temperature: float = 0.0
+    fd_normalized: bool = False
+    inter_sample: bool = False
+
+    def __post_init__(self) -> None:
+        # YAML gives lists; keep the dataclass hashable/comparable with tuples
+        if isinstance(self.levels, str):
+            self.levels = (self.levels,)
+        self.levels = tuple(self.levels)
+        if not isinstance(self.fd_axis, int):
+            self.fd_axis = tuple(self.fd_axis)
+        self.validate()
+
+    def validate(self) -> None:
+        if not isinstance(self.every, int) or self.every < 0:
+            raise ValueError(f"diagnostics.every: expected an int >= 0 (0 = off), got {self.every!r}")
+        bad = [lv for lv in self.levels if lv not in LEVELS]
+        if bad:
+            raise ValueError(f"diagnostics.levels: expected a subset of {LEVELS}, got {list(self.levels)}")
+        if not isinstance(self.fd_window, int) or self.fd_window < 1 or self.fd_window % 2 == 0:
+            raise ValueError(f"diagnostics.fd_window: expected an odd int >= 1, got {self.fd_window!r}")
+        if self.fd_mode not in MODES:
+            raise ValueError(f"diagnostics.fd_mode: expected one of {MODES}, got {self.fd_mode!r}")
+        if self.fd_zero not in ZERO_RULES:
+            raise ValueError(f"diagnostics.fd_zero: expected one of {ZERO_RULES}, got {self.fd_zero!r}")
+        if self.fd_padding not in PADDINGS:
+            raise ValueError(f"diagnostics.fd_padding: expected one of {PADDINGS}, got {self.fd_padding!r}")
+        if not self.fd_temperature >= 0:
+            raise ValueError(f"diagnostics.fd_temperature: expected >= 0, got {self.fd_temperature!r}")
+
+    def due(self, step: int) -> bool:
+        """Whether diagnostics run at `step`."""
+        return self.every > 0 and step % self.every == 0
+
+    def keys(self) -> list[str]:
+        """The keys `compute_diagnostics` returns with this configuration (for T >= 2 tasks)."""
+        out = ["diag/fd"] if self.fd else []
+        if self.gradient_similarity:
+            for lv in LEVELS:
+                if lv in self.levels:
+                    out += [f"diag/{m}_{_SUFFIX[lv]}" for m in ("gds", "gms", "cr")]
+        if self.inter_sample:
+            out += [
+                f"diag/{k}"
+                for k in ("inter_task_cos", "inter_task_gms", "inter_sample_cos", "inter_sample_gms")
+            ]
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> DiagnosticsConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"diagnostics: unknown option(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _level_views(G_Z: Tensor, features: Sequence[Tensor]) -> list[Tensor]:
+    """Split `[T, m]` into one `[T, *feature.shape]` view per feature tensor (no copy)."""
+    T = G_Z.shape[0]
+    sizes = [f.numel() for f in features]
+    if sum(sizes) != G_Z.shape[1]:
+        raise ValueError(
+            f"ctx.features: their {sum(sizes)} elements do not match G_Z's {G_Z.shape[1]} columns"
+        )
+    return [part.reshape(T, *f.shape) for part, f in zip(torch.split(G_Z, sizes, dim=1), features)]
+
+
+def _similarity(G: Tensor, suffix: str) -> dict[str, float]:
+    sim = GradientSimilarity.from_gradients(G)
+    return {
+        f"diag/gds_{suffix}": sim.gds,
+        f"diag/gms_{suffix}": sim.gms,
+        f"diag/cr_{suffix}": sim.conflict_ratio,
+    }
+
+
+def _feature_grads_only(ctx: StepContext, task_losses: Sequence[Tensor] | None) -> Tensor:
+    """∂L_i/∂Z `[T, m]` without the head-parameter gradients `ctx.feature_grads()` also accumulates.
+
+    Cheaper (a convolution's backward is about half input gradient, half weight gradient), but not
+    cached in the context: only worth it when the method will not ask for per-task gradients itself.
+    With `task_losses` (the task losses before they were stacked into `ctx.losses`) each backward
+    visits only the heads of its own task: differentiating `ctx.losses[i]` goes through the stack,
+    whose backward hands a zero gradient to every other task's loss, and autograd then runs those
+    zeros through all the heads.
+    """
+    leaves = list(ctx.feature_leaves)
+    outputs = list(task_losses) if task_losses is not None else [ctx.losses[i] for i in range(ctx.num_tasks)]
+    if len(outputs) != ctx.num_tasks:
+        raise ValueError(
+            f"task_losses: expected {ctx.num_tasks} task losses like ctx.losses, got {len(outputs)}"
+        )
+    rows = []
+    for i in range(ctx.num_tasks):
+        grads = torch.autograd.grad(outputs[i], leaves, retain_graph=True, allow_unused=True)
+        rows.append(
+            torch.cat(
+                [(g if g is not None else torch.zeros_like(z)).reshape(-1) for g, z in zip(grads, leaves)]
+            )
+        )
+    G = torch.stack(rows)
+    finite = torch.isfinite(G).all(dim=1)
+    if not bool(finite.all()):
+        bad = [
+            ctx.task_names[i] if i < len(ctx.task_names) else f"task{i}"
+            for i in range(G.shape[0])
+            if not finite[i]
+        ]
+        raise NonFiniteError(f"non-finite feature gradient for tasks {bad}")
+    return G
+
+
+def compute_diagnostics(
+    ctx: StepContext,
+    cfg: DiagnosticsConfig,
+    method_uses_task_gradients: bool = True,
+    task_losses: Sequence[Tensor] | None = None,
+) -> dict[str, float]:
+    """The enabled diagnostics of this step (see the module docstring for keys and costs).
+
+    Call before `method.backward(ctx)` (the final backward releases the cached gradients). A
+    non-finite per-task gradient raises `NonFiniteError`, like the method would. With fewer than 2
+    tasks nothing is compared and the result is empty.
+
+    method_uses_task_gradients: True (default, always correct) takes ∂L_i/∂Z from the context's cache,
+    which the method then reuses. Pass False when the method is a loss weighting (it never asks for
+    per-task gradients): FD and the feature-level measures then skip the head-parameter gradients
+    the cache would also compute (unless the parameter level is on, which needs the cache anyway).
+    task_losses: on that path, the per-task loss tensors `[T]` before stacking (see
+    `_feature_grads_only`: each backward then skips the other tasks' heads).
+    """
+    if cfg.every == 0 or ctx.num_tasks < 2:
+        return {}
+    out: dict[str, float] = {}
+    need_features = cfg.fd or cfg.inter_sample or (cfg.gradient_similarity and "feature" in cfg.levels)
+    need_params = cfg.gradient_similarity and "parameter" in cfg.levels
+    # gradients first, with grad mode as the caller left it; the measures are plain tensor maths
+    G_Z = None
+    if need_features:
+        G_Z = (
+            ctx.feature_grads()
+            if method_uses_task_gradients or need_params
+            else _feature_grads_only(ctx, task_losses)
+        )
+    G_P = ctx.param_grads() if need_params else None
+    with torch.no_grad():
+        if cfg.fd and G_Z is not None:
+            out["diag/fd"] = feature_disentanglement(
+                _level_views(G_Z, ctx.features),
+                window=cfg.fd_window,
+                mode=cfg.fd_mode,
+                axis=cfg.fd_axis,
+                zero=cfg.fd_zero,
+                normalized=cfg.fd_normalized,
+                padding=cfg.fd_padding,
+                temperature=cfg.fd_temperature,
+            )
+        if cfg.gradient_similarity:
+            if G_P is not None:
+                out.update(_similarity(G_P, "param"))
+            if "feature" in cfg.levels and G_Z is not None:
+                out.update(_similarity(G_Z, "feature"))
+        if cfg.inter_sample and G_Z is not None:
+            out.update(inter_task_vs_inter_sample(per_sample_view(G_Z, list(ctx.features))).as_dict())
+    return {k: (float(v) if v is not None else math.nan) for k, v in out.items()}
