@@ -1,0 +1,104 @@
+"""Network outputs -> full-resolution detections (numpy/opencv only).
+
+`paste_masks` is THE mask pasting of the project: the ONNX runtime and the torch evaluation both call
+it, so a model evaluates identically on either path.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+
+def paste_masks(
+    boxes: np.ndarray,
+    roi_masks: np.ndarray,
+    height: int,
+    width: int,
+    threshold: float = 0.5,
+) -> np.ndarray:
+    """Paste per-box mask probabilities into full images and threshold them.
+
+    Args:
+        boxes: [N, 4] x1, y1, x2, y2 in pixels of the target image.
+        roi_masks: [N, M, M] probabilities; cell (i, j) covers the i-th row / j-th column of an
+            M x M grid laid over the box.
+        height, width: size of the target image.
+        threshold: a pixel is in the mask when its bilinearly interpolated probability is >= this.
+
+    Returns:
+        bool [N, height, width].
+
+    The M x M grid is mapped onto the box with cell centres at box-relative positions (j + 0.5) / M and
+    sampled bilinearly at pixel centres, with zero outside the grid (so masks fade out at the box
+    border instead of being cut). Only the box's neighbourhood is resampled (cv2.warpAffine on a
+    crop), so the cost grows with box area, not with N x image area. Degenerate boxes (width or height
+    <= 0) give empty masks.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64)
+    roi_masks = np.asarray(roi_masks)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes: expected shape [N, 4], got {boxes.shape}")
+    if (
+        roi_masks.ndim != 3
+        or roi_masks.shape[0] != boxes.shape[0]
+        or roi_masks.shape[1] != roi_masks.shape[2]
+    ):
+        raise ValueError(
+            f"roi_masks: expected shape [N, M, M] with N = {boxes.shape[0]} (boxes), got {roi_masks.shape}"
+        )
+    if height <= 0 or width <= 0:
+        raise ValueError(f"height, width: expected positive image size, got {height}x{width}")
+    out = np.zeros((boxes.shape[0], height, width), dtype=bool)
+    if boxes.shape[0] == 0:
+        return out
+    m = roi_masks.shape[1]
+    masks = roi_masks.astype(np.float32, copy=False)
+    for i in range(boxes.shape[0]):
+        bx1, by1, bx2, by2 = boxes[i]
+        bw, bh = bx2 - bx1, by2 - by1
+        if not (bw > 0 and bh > 0 and math.isfinite(bw) and math.isfinite(bh)):
+            continue
+        # Crop = pixels whose centres can receive a non-zero sample (one pixel of margin).
+        x0, y0 = max(0, math.floor(bx1) - 1), max(0, math.floor(by1) - 1)
+        x1, y1 = min(width, math.ceil(bx2) + 1), min(height, math.ceil(by2) + 1)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        sx, sy = bw / m, bh / m
+        # Mask cell j has its centre at image x = bx1 + (j + 0.5) * sx; cv2 puts pixel x's centre at
+        # integer x - 0.5 in continuous coordinates, hence the -0.5, and the crop origin shifts by x0.
+        affine = np.array(
+            [[sx, 0.0, bx1 + 0.5 * sx - 0.5 - x0], [0.0, sy, by1 + 0.5 * sy - 0.5 - y0]], dtype=np.float64
+        )
+        crop = cv2.warpAffine(
+            masks[i],
+            affine,
+            (x1 - x0, y1 - y0),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0.0,
+        )
+        np.greater_equal(crop, threshold, out=out[i, y0:y1, x0:x1])
+    return out
+
+
+def select(scores: np.ndarray, score_threshold: float, max_instances: int) -> np.ndarray:
+    """Indices of the detections to keep: score >= threshold, best `max_instances`, best first."""
+    keep = np.flatnonzero(scores >= score_threshold)
+    # Stable sort keeps the network's order among equal scores.
+    keep = keep[np.argsort(-scores[keep], kind="stable")]
+    return keep[:max_instances]
+
+
+def boxes_to_image(boxes: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
+    """Map network-input boxes back to camera pixels (float32 [N, 4]).
+
+    No clipping here: the model decides whether boxes are clipped to the image (amodal boxes may
+    legitimately extend past it), and the torch evaluation sees the same boxes.
+    """
+    out = boxes.astype(np.float32, copy=True)
+    if scale_x != 1.0 or scale_y != 1.0:
+        out /= np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float32)
+    return out
