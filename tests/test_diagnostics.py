@@ -191,8 +191,10 @@ def test_gradient_similarity_bad_input() -> None:
         gds(torch.rand(1, 4))
     with pytest.raises(ValueError, match="2-D"):
         gms(torch.rand(2, 3, 4))
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match=r"finite.*rows \[0\]"):
         conflict_ratio(torch.tensor([[1.0, math.inf], [1.0, 1.0]]))
+    with pytest.raises(ValueError, match=r"finite.*rows \[1\]"):
+        gds(torch.tensor([[1.0, 2.0], [math.nan, 1.0], [0.0, 1.0]]))
 
 
 # ---- inter-task vs inter-sample -----------------------------------------------------------------

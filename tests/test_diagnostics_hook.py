@@ -45,16 +45,14 @@ class TinyNet(nn.Module):
         return torch.stack(self.task_losses(Z))
 
 
-def _ctx(net: TinyNet, x: torch.Tensor, keep: list | None = None) -> StepContext:
+def _ctx(net: TinyNet, x: torch.Tensor, stacked: bool = False) -> StepContext:
+    """The trainer's split; losses as the list of task losses (the trainer's way) or stacked `[T]`."""
     Z = net.features(x)
     Zd = [z.detach().requires_grad_() for z in Z]
     shared = list(net.trunk.parameters()) + list(net.down.parameters())
     task_losses = net.task_losses(Zd)
-    losses = torch.stack(task_losses)
-    if keep is not None:  # the task losses before stacking, as the trainer has them
-        keep.extend(task_losses)
     return StepContext(
-        losses=losses,
+        losses=torch.stack(task_losses) if stacked else task_losses,
         features=Z,
         feature_leaves=Zd,
         shared_params=shared,
@@ -68,34 +66,37 @@ def batch() -> torch.Tensor:
     return torch.randn(2, 2, 8, 8)
 
 
-def test_fd_alone_never_computes_parameter_gradients(batch: torch.Tensor) -> None:
+def test_fd_alone_never_computes_parameter_gradients(batch: torch.Tensor, monkeypatch) -> None:
     ctx = _ctx(TinyNet(), batch)
-    out = compute_diagnostics(ctx, DiagnosticsConfig(fd=True, gradient_similarity=False))
-    assert list(out) == ["diag/fd"]
-    assert ctx._param_grads is None  # the T backbone VJPs were not paid for
+
+    def forbidden() -> torch.Tensor:
+        raise AssertionError("FD alone must not pay for the T backbone VJPs of param_grads()")
+
+    monkeypatch.setattr(ctx, "param_grads", forbidden)
+    cfg = DiagnosticsConfig(fd=True, gradient_similarity=False, inter_sample=True)
+    out = compute_diagnostics(ctx, cfg)
+    assert list(out) == cfg.keys() and "diag/gds_param" not in out
+    assert ctx._param_grads is None
+    assert ctx._feature_grads is not None  # cached: a gradient method in this step reuses it
     assert 0.0 < out["diag/fd"] < math.log(T)
+    # the feature level is computed from ∂L/∂Z alone as well; the parameter level does call it
+    compute_diagnostics(ctx, DiagnosticsConfig(fd=False, levels=("feature",)))
+    with pytest.raises(AssertionError, match="param_grads"):
+        compute_diagnostics(ctx, DiagnosticsConfig(fd=False, levels=("parameter",)))
 
 
-def test_loss_weighting_path_gives_the_same_values_without_the_cache(batch: torch.Tensor) -> None:
-    cfg = DiagnosticsConfig(levels=("feature",), inter_sample=True)
-    cached_ctx, cheap_ctx = _ctx(TinyNet(), batch), _ctx(TinyNet(), batch)
-    unstacked: list = []
-    unstacked_ctx = _ctx(TinyNet(), batch, keep=unstacked)
-    cached = compute_diagnostics(cached_ctx, cfg)
-    cheap = compute_diagnostics(cheap_ctx, cfg, method_uses_task_gradients=False)
-    cheapest = compute_diagnostics(
-        unstacked_ctx, cfg, method_uses_task_gradients=False, task_losses=unstacked
-    )
-    assert cheap_ctx._feature_grads is None  # nothing cached: no head-parameter gradients were computed
-    assert cached_ctx._feature_grads is not None
-    assert cached.keys() == cheap.keys() == cheapest.keys()
-    for k in cached:
-        assert cheap[k] == pytest.approx(cached[k], abs=1e-6), k
-        assert cheapest[k] == pytest.approx(cached[k], abs=1e-6), k
-    with pytest.raises(ValueError, match="task_losses"):
-        compute_diagnostics(
-            _ctx(TinyNet(), batch), cfg, method_uses_task_gradients=False, task_losses=unstacked[:2]
-        )
+def test_list_of_task_losses_gives_the_same_values_as_the_stacked_tensor(batch: torch.Tensor) -> None:
+    cfg = DiagnosticsConfig(inter_sample=True, fd_window=3)
+    from_list = _ctx(TinyNet(), batch)
+    from_stack = _ctx(TinyNet(), batch, stacked=True)
+    assert from_list.losses.shape == from_stack.losses.shape == (T,)
+    a, b = compute_diagnostics(from_list, cfg), compute_diagnostics(from_stack, cfg)
+    assert list(a) == list(b) == cfg.keys()
+    assert all(math.isfinite(v) for v in a.values())
+    for k in a:
+        assert a[k] == pytest.approx(b[k], abs=1e-6), k
+    assert torch.allclose(from_list.feature_grads(), from_stack.feature_grads(), atol=1e-7)
+    assert torch.allclose(from_list.param_grads(), from_stack.param_grads(), atol=1e-7)
 
 
 def test_all_measures_match_independent_gradients(batch: torch.Tensor) -> None:

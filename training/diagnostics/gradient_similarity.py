@@ -32,16 +32,23 @@ def _check_matrix(G: Tensor, name: str = "G", min_rows: int = 2) -> None:
         raise ValueError(
             f"{name}: expected at least {min_rows} rows (tasks) to compare, got shape {tuple(G.shape)}"
         )
-    if not bool(torch.isfinite(G).all()):
-        raise ValueError(f"{name}: expected finite gradients, found NaN/inf")
 
 
 def gram(G: Tensor) -> Tensor:
-    """`G Gᵀ` in float64 `[T, T]` (accumulated in G's dtype, at least float32, then widened)."""
+    """`G Gᵀ` in float64 `[T, T]` (accumulated in G's dtype, at least float32, then widened).
+
+    Raises ValueError if G holds NaN/inf. Checked on the Gram matrix, not on G: its diagonal
+    Σ g² is finite iff the row is (barring float32 overflow, itself an error), and a full
+    `isfinite(G)` pass over a `[T, 25M]` parameter-level matrix costs 4x the product itself.
+    """
     _check_matrix(G, min_rows=1)
     if G.dtype in (torch.float16, torch.bfloat16):
         G = G.float()  # under autocast the gradients may be half precision; never accumulate in it
-    return (G @ G.T).double()
+    M = (G @ G.T).double()
+    if not bool(torch.isfinite(M).all()):
+        rows = [i for i in range(M.shape[0]) if not bool(torch.isfinite(M[i, i]))]
+        raise ValueError(f"G: expected finite gradients, found NaN/inf (or overflow) in rows {rows}")
+    return M
 
 
 def _off_diagonal(T: int, device: torch.device) -> Tensor:

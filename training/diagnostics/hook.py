@@ -3,8 +3,10 @@
 It is read-only: it asks the step's `StepContext` for per-task gradients, which the context caches, so
 a method that needs the same gradients in the same step reuses them (and a loss-weighting method pays
 for them only on diagnostic steps). What is disabled costs nothing: FD and the feature-level measures
-only need ∂L_i/∂Z (T backward passes through the heads); only the parameter-level measures call
-`param_grads()` (T vector-Jacobian products through the backbone).
+only need `ctx.feature_grads()` = ∂L_i/∂Z (T backward passes through the heads' activations, no weight
+gradients; build the context from the list of task losses, `TaskSpec.task_losses(named)`, so that
+each pass visits only its own task's heads); only the parameter-level measures call `param_grads()`
+(T more vector-Jacobian products through the backbone).
 
 Keys (all floats; NaN where a measure is undefined for this step, e.g. every task gradient zero):
     diag/fd
@@ -26,7 +28,7 @@ from torch import Tensor
 from training.diagnostics.feature_disentanglement import MODES, PADDINGS, ZERO_RULES, feature_disentanglement
 from training.diagnostics.gradient_similarity import GradientSimilarity
 from training.diagnostics.inter_sample import inter_task_vs_inter_sample, per_sample_view
-from training.mtl.context import NonFiniteError, StepContext
+from training.mtl.context import StepContext
 
 LEVELS = ("parameter", "feature")
 _SUFFIX = {"parameter": "param", "feature": "feature"}
@@ -129,60 +131,12 @@ def _similarity(G: Tensor, suffix: str) -> dict[str, float]:
     }
 
 
-def _feature_grads_only(ctx: StepContext, task_losses: Sequence[Tensor] | None) -> Tensor:
-    """∂L_i/∂Z `[T, m]` without the head-parameter gradients `ctx.feature_grads()` also accumulates.
-
-    Cheaper (a convolution's backward is about half input gradient, half weight gradient), but not
-    cached in the context: only worth it when the method will not ask for per-task gradients itself.
-    With `task_losses` (the task losses before they were stacked into `ctx.losses`) each backward
-    visits only the heads of its own task: differentiating `ctx.losses[i]` goes through the stack,
-    whose backward hands a zero gradient to every other task's loss, and autograd then runs those
-    zeros through all the heads.
-    """
-    leaves = list(ctx.feature_leaves)
-    outputs = list(task_losses) if task_losses is not None else [ctx.losses[i] for i in range(ctx.num_tasks)]
-    if len(outputs) != ctx.num_tasks:
-        raise ValueError(
-            f"task_losses: expected {ctx.num_tasks} task losses like ctx.losses, got {len(outputs)}"
-        )
-    rows = []
-    for i in range(ctx.num_tasks):
-        grads = torch.autograd.grad(outputs[i], leaves, retain_graph=True, allow_unused=True)
-        rows.append(
-            torch.cat(
-                [(g if g is not None else torch.zeros_like(z)).reshape(-1) for g, z in zip(grads, leaves)]
-            )
-        )
-    G = torch.stack(rows)
-    finite = torch.isfinite(G).all(dim=1)
-    if not bool(finite.all()):
-        bad = [
-            ctx.task_names[i] if i < len(ctx.task_names) else f"task{i}"
-            for i in range(G.shape[0])
-            if not finite[i]
-        ]
-        raise NonFiniteError(f"non-finite feature gradient for tasks {bad}")
-    return G
-
-
-def compute_diagnostics(
-    ctx: StepContext,
-    cfg: DiagnosticsConfig,
-    method_uses_task_gradients: bool = True,
-    task_losses: Sequence[Tensor] | None = None,
-) -> dict[str, float]:
+def compute_diagnostics(ctx: StepContext, cfg: DiagnosticsConfig) -> dict[str, float]:
     """The enabled diagnostics of this step (see the module docstring for keys and costs).
 
     Call before `method.backward(ctx)` (the final backward releases the cached gradients). A
     non-finite per-task gradient raises `NonFiniteError`, like the method would. With fewer than 2
     tasks nothing is compared and the result is empty.
-
-    method_uses_task_gradients: True (default, always correct) takes ∂L_i/∂Z from the context's cache,
-    which the method then reuses. Pass False when the method is a loss weighting (it never asks for
-    per-task gradients): FD and the feature-level measures then skip the head-parameter gradients
-    the cache would also compute (unless the parameter level is on, which needs the cache anyway).
-    task_losses: on that path, the per-task loss tensors `[T]` before stacking (see
-    `_feature_grads_only`: each backward then skips the other tasks' heads).
     """
     if cfg.every == 0 or ctx.num_tasks < 2:
         return {}
@@ -190,13 +144,7 @@ def compute_diagnostics(
     need_features = cfg.fd or cfg.inter_sample or (cfg.gradient_similarity and "feature" in cfg.levels)
     need_params = cfg.gradient_similarity and "parameter" in cfg.levels
     # gradients first, with grad mode as the caller left it; the measures are plain tensor maths
-    G_Z = None
-    if need_features:
-        G_Z = (
-            ctx.feature_grads()
-            if method_uses_task_gradients or need_params
-            else _feature_grads_only(ctx, task_losses)
-        )
+    G_Z = ctx.feature_grads() if need_features else None
     G_P = ctx.param_grads() if need_params else None
     with torch.no_grad():
         if cfg.fd and G_Z is not None:

@@ -97,7 +97,9 @@ class StepContext:
             raise NonFiniteError(f"non-finite loss in tasks {bad}: {self.losses.detach().tolist()}")
 
     def _check_rows(self, G: Tensor, what: str) -> None:
-        finite = torch.isfinite(G).all(dim=1)
+        # A row sum is NaN/inf iff the row holds a NaN/inf (or overflows float range, which we also
+        # want to reject); one reduction pass instead of a [T, P] boolean mask.
+        finite = torch.isfinite(G.sum(dim=1, dtype=torch.float64))
         if not bool(finite.all()):
             bad = [self._name(i) for i in range(G.shape[0]) if not finite[i]]
             raise NonFiniteError(f"non-finite {what} gradient for tasks {bad}")
