@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             torch.cuda.synchronize(device)
 
     def losses_of(Z):
-        return spec.stack(model.heads(Z, (args.size, args.size), targets))
+        return spec.task_losses(model.heads(Z, (args.size, args.size), targets))  # list: cheaper task grads
 
     def make(name: str, level: str):
         method = build(name, T, level=level).to(device)
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         def reevaluate() -> torch.Tensor:
             devices = [device] if device.type == "cuda" else []
             with torch.no_grad(), torch.random.fork_rng(devices=devices):
-                return losses_of(model.features(rgb, depth))
+                return torch.stack(losses_of(model.features(rgb, depth)))
 
         ctx = StepContext(losses=losses, features=Z, feature_leaves=leaves, shared_params=shared,
                           task_params=heads, step=step, epoch=step, reevaluate=reevaluate,
