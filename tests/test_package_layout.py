@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def _colcon() -> str:
 
 def _list(*base_paths: str) -> dict[str, str]:
     out = subprocess.run(
-        [_colcon(), "list", "--base-paths", *base_paths],
+        [_colcon(), "--log-base", os.devnull, "list", "--base-paths", *base_paths],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=120,
     ).stdout
     rows = [line.split("\t") for line in out.strip().splitlines() if line.strip()]

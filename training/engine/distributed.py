@@ -1,0 +1,147 @@
+"""Data parallelism (torchrun / torch.multiprocessing) with identical updates on every rank.
+
+The trainer calls `model.features` and `model.heads` separately (the MTL split), which the
+`DistributedDataParallel` wrapper cannot see (it hooks `forward`), so the same semantics are made
+explicit here, in three places:
+
+1. Loss values: every rank replaces its task losses' *values* by the mean over ranks while keeping its
+   local graph (`global_losses`), so loss-weighting methods compute identical weights and keep
+   identical state on every rank, equal to a single process on the global batch.
+2. Per-task gradients (`DistributedStepContext`): the parameter-level matrix G [T, P] is averaged over
+   ranks before the method combines it; the feature-level matrix G_Z is the concatenation of the ranks'
+   feature gradients (scaled as the global-batch mean loss), so every rank combines the same matrix and
+   back-propagates its own slice of the direction.
+3. Final gradients: every trainable gradient is averaged over ranks after `method.backward` (what DDP
+   does), in one flat all-reduce.
+With per-image mean losses this reproduces a single process on the global batch (tests/test_ddp.py).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from training.mtl.context import StepContext
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job (world_size 1 = no distribution)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_from_env(device_type: str) -> DistInfo:
+    """Join the torchrun job described by the environment (WORLD_SIZE > 1), else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def current() -> DistInfo:
+    """The DistInfo of an already initialised process group (or a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo()
+
+
+def mean_over_ranks(x: Tensor) -> Tensor:
+    """All-reduce mean of a tensor (a new tensor; no-op without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y, op=dist.ReduceOp.SUM)
+    return y / dist.get_world_size()
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True when `flag` is true on any rank (so every rank takes the same branch)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def global_losses(losses: list[Tensor]) -> list[Tensor]:
+    """Per task: value = the mean over ranks, gradient = the local graph (module docstring, point 1)."""
+    mean = mean_over_ranks(torch.stack([v.detach() for v in losses]))  # one all-reduce for all tasks
+    return [v + (mean[i] - v.detach()) for i, v in enumerate(losses)]
+
+
+def average_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Average `.grad` over ranks in one flat all-reduce; params without a grad get zeros first."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1 or not params:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= dist.get_world_size()
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n
+
+
+@dataclass
+class DistributedStepContext(StepContext):
+    """StepContext whose per-task gradients are those of the global batch (module docstring, point 2)."""
+
+    _gathered: Tensor | None = field(default=None, repr=False)
+    _local_features: bool = field(default=False, repr=False)
+    _param_reduced: bool = field(default=False, repr=False)
+
+    def feature_grads(self) -> Tensor:
+        local = super().feature_grads()  # [T, m_local], cached by the base class
+        if self._local_features:
+            return local
+        if self._gathered is None:
+            world = dist.get_world_size()
+            parts = [torch.empty_like(local) for _ in range(world)]
+            dist.all_gather(parts, local.contiguous())
+            # the global loss is the mean over ranks of the local (per-image mean) losses
+            self._gathered = torch.cat(parts, dim=1) / world  # [T, world * m_local]
+        return self._gathered
+
+    def param_grads(self) -> Tensor:
+        if not self._param_reduced:
+            self._local_features = True  # the base VJP needs this rank's own feature gradients
+            try:
+                local = super().param_grads()
+            finally:
+                self._local_features = False
+            self._param_grads = mean_over_ranks(local)
+            self._param_reduced = True
+        assert self._param_grads is not None
+        return self._param_grads
+
+    def backward_feature_direction(self, d_z: Tensor, head_weights: Tensor | None = None) -> None:
+        world, rank = dist.get_world_size(), dist.get_rank()
+        m = d_z.numel() // world
+        # times world: the final gradient all-reduce averages, but the global backward is a sum over ranks
+        super().backward_feature_direction(d_z[rank * m : (rank + 1) * m] * world, head_weights=head_weights)
+
+    def release(self) -> None:
+        super().release()
+        self._gathered = None
+        self._param_reduced = False

@@ -1,0 +1,101 @@
+"""Torch-side evaluation: run the model on a split, paste masks like the runtime, score with pycocotools.
+
+Boxes and 28x28 ROI masks come out at the network input size S; they are mapped back to the camera
+image with `mtl_grasp.runtime.postprocess` (`boxes_to_image`, `paste_masks`), the same functions the
+ONNX `Detector` uses, so a checkpoint and its export evaluate identically. The metrics themselves are
+`mtl_grasp.evaluation.evaluate` against the COCO JSON of `mtl_grasp.data.coco` (full resolution).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtl_grasp.evaluation import evaluate
+from mtl_grasp.runtime.postprocess import boxes_to_image, paste_masks
+from training.engine.step import autocast_context
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
+def _to_prediction(
+    out: Mapping[str, torch.Tensor], size: int, height: int, width: int
+) -> dict[str, np.ndarray]:
+    """One image's eval-mode output at input size `size` -> the evaluation dict at height x width."""
+    boxes = boxes_to_image(_np(out["boxes"]), size / width, size / height)
+    return {
+        "boxes": boxes,
+        "scores": _np(out["scores"]),
+        "labels": out["labels"].detach().cpu().numpy().astype(np.int64),
+        "visible_masks": paste_masks(boxes, _np(out["visible_masks"]), height, width),
+        "amodal_masks": paste_masks(boxes, _np(out["amodal_masks"]), height, width),
+        "occlusion": _np(out["occlusion"]),
+    }
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    dataset: torch.utils.data.Dataset,
+    device: torch.device,
+    amp: str = "none",
+    max_images: int = 0,
+    batch_size: int = 2,
+) -> dict[int, dict[str, np.ndarray]]:
+    """Full-resolution predictions keyed by COCO image id for the first `max_images` items (0 = all).
+
+    The model is put in eval mode for the pass and restored afterwards; the global RNG is forked so an
+    evaluation in the middle of training does not change the training run.
+    """
+    n = len(dataset) if max_images <= 0 else min(max_images, len(dataset))
+    was_training = model.training
+    model.eval()
+    preds: dict[int, dict[str, np.ndarray]] = {}
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for start in range(0, n, batch_size):
+                items = [dataset[i] for i in range(start, min(n, start + batch_size))]
+                rgb = torch.stack([it[0] for it in items]).to(device)
+                depth = torch.stack([it[1] for it in items]).to(device)
+                with autocast_context(device, amp):
+                    outs = model(rgb, depth)
+                for (_, _, target), out in zip(items, outs):
+                    h, w = target["orig_size"]
+                    preds[int(target["image_id"])] = _to_prediction(out, rgb.shape[-1], int(h), int(w))
+    finally:
+        model.train(was_training)
+    return preds
+
+
+def subset_gt(gt: Mapping[str, Any], image_ids: set[int]) -> dict[str, Any]:
+    """The COCO dict restricted to `image_ids` (evaluating part of a split must not count the rest)."""
+    return {
+        **gt,
+        "images": [im for im in gt["images"] if im["id"] in image_ids],
+        "annotations": [a for a in gt["annotations"] if a["image_id"] in image_ids],
+    }
+
+
+class Evaluator:
+    """`evaluator(model) -> metrics` on a fixed dataset and its COCO ground truth."""
+
+    def __init__(
+        self,
+        dataset: torch.utils.data.Dataset,
+        gt: Mapping[str, Any],
+        device: torch.device,
+        amp: str = "none",
+        max_images: int = 0,
+    ) -> None:
+        if len(dataset) == 0:
+            raise ValueError("evaluation split: no images to evaluate")
+        self.dataset, self.gt, self.device, self.amp, self.max_images = dataset, gt, device, amp, max_images
+
+    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
+        preds = predict(model, self.dataset, self.device, self.amp, self.max_images)
+        return evaluate(subset_gt(self.gt, set(preds)), preds)
