@@ -55,6 +55,14 @@ def _check_providers(v: Any) -> str | None:
     return None
 
 
+def _check_inference_size(v: Any) -> str | None:
+    from mtl_grasp.runtime.detector import MIN_INPUT_SIDE
+
+    if int(v) in (-1, 0) or int(v) >= MIN_INPUT_SIDE:
+        return None
+    return f"expected -1 (training size), 0 (camera resolution) or >= {MIN_INPUT_SIDE} pixels, got {v}"
+
+
 def _check_model_path(v: Any) -> str | None:
     return None if str(v).strip() else "expected the path of an exported .onnx model, got an empty string"
 
@@ -66,6 +74,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "onnxruntime execution providers in order of preference, or ['auto'] for the runtime's "
               "default order (TensorRT, CUDA, CPU, whichever are available)",
               check=_check_providers, configure_time=True),
+    ParamSpec("inference_size", "integer",
+              "frames are resized (aspect kept) so their longer side is this many pixels before inference: "
+              "-1 = the model's training size (from its metadata), 0 = the camera resolution",
+              check=_check_inference_size, configure_time=True, range=(-1, 8192)),
     ParamSpec("score_threshold", "double", "minimum detection score", range=(0.0, 1.0)),
     ParamSpec("occlusion_threshold", "double", "an instance is flagged occluded when P(occluded) >= this",
               range=(0.0, 1.0)),
