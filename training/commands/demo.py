@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -47,17 +48,29 @@ def _metrics_line(path: Path) -> str:
     return "  ".join(f"{k}={flat[k]:.3f}" for k in METRIC_KEYS if isinstance(flat.get(k), (int, float)))
 
 
+def _untrained_line(eval_csv: Path) -> str:
+    """The step-0 validation metrics the trainer logged (config train.eval_at_start), if any."""
+    import csv
+
+    if not eval_csv.is_file():
+        return ""
+    with eval_csv.open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("step") == "0"]
+    if not rows:
+        return ""
+    return "  ".join(f"{k}={float(rows[0][k]):.3f}" for k in METRIC_KEYS if rows[0].get(k) not in (None, ""))
+
+
 def _replay_through_node(data: Path, model: Path, stream: Path, frames: int) -> None:
     """Publish `frames` validation views as camera streams, run the node, print what it detected."""
     from mtl_grasp.data.reader import discover_views, select_split
     from mtl_grasp.ros.demo import format_frame, replay_and_detect
 
-    # The replayer plays a whole folder; give it one holding (links to) the validation scenes only.
+    # The replayer plays a whole folder; give it one holding (copies of) the validation scenes only.
     stream.mkdir(parents=True, exist_ok=True)
     for scene in sorted({v.scene for v in select_split(discover_views(data), "val")}):
-        link = stream / scene
-        if not link.exists():
-            link.symlink_to((data / scene).resolve(), target_is_directory=True)
+        if not (stream / scene).exists():
+            shutil.copytree(data / scene, stream / scene)
     t0 = time.perf_counter()
     detected = replay_and_detect(stream, model, max_frames=frames, providers=("cpu",))
     for k, frame in enumerate(detected):
@@ -94,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
     _replay_through_node(data, model, out / "val_stream", args.frames)
 
     print("\n== summary ==")
+    untrained = _untrained_line(run_dir / "eval.csv")
+    if untrained:
+        print(f"untrained (step 0): {untrained}")
     print(f"PyTorch checkpoint: {_metrics_line(out / 'metrics_torch.json')}")
     print(f"ONNX runtime:       {_metrics_line(out / 'metrics_onnx.json')}")
     print(f"run directory {run_dir} (metrics.csv, eval.csv, tb/, plots/), model {model}")
