@@ -110,3 +110,18 @@ def test_colcon_finds_both_packages_only_with_both_base_paths(tmp_path):
 
     assert listed(REPO, REPO / "mtl_grasp_msgs") == {"mtl_grasp", "mtl_grasp_msgs"}
     assert "mtl_grasp_msgs" not in listed(REPO)
+
+
+def test_node_help_lists_every_parameter():
+    import subprocess
+    import sys
+
+    from mtl_grasp.ros.parameters import PARAMETER_NAMES
+
+    out = subprocess.run(
+        [sys.executable, "-m", "mtl_grasp.ros.perception_node", "--help"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    assert "usage: perception_node" in out
+    for name in PARAMETER_NAMES:
+        assert f"  {name} (" in out

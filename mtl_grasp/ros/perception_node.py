@@ -507,10 +507,33 @@ def ros_args_with_defaults(argv: Sequence[str]) -> list[str]:
     return [prog, "--ros-args", "--params-file", str(P.default_params_file()), "--", *rest]
 
 
+def usage() -> str:
+    """`perception_node --help`: how to start it, and every parameter with its description."""
+    from mtl_grasp.ros.parameters import PARAMETERS, default_params_file
+
+    lines = [
+        "usage: perception_node [--ros-args [-p NAME:=VALUE] [--params-file FILE] [-r FROM:=TO] ...]",
+        "",
+        "RGB-D amodal instance perception (ONNX Runtime). Subscribes rgb/image, depth/image and",
+        "rgb/camera_info (relative names: remap them); publishes ~/instances (mtl_grasp_msgs/InstanceArray),",
+        "~/overlay, ~/markers, ~/visible_labels and /diagnostics. See docs/ros.md.",
+        "",
+        f"parameters (defaults in {default_params_file()}):",
+    ]
+    for p in PARAMETERS:
+        lines.append(f"  {p.name} ({p.type}): {p.description}")
+    return "\n".join(lines)
+
+
 def main(args: Sequence[str] | None = None) -> int:
     """Console entry `perception_node`: `python -m mtl_grasp.ros.perception_node --ros-args ...`."""
+    raw = list(sys.argv if args is None else args)
+    own = raw[1 : raw.index("--ros-args")] if "--ros-args" in raw else raw[1:]
+    if "-h" in own or "--help" in own:
+        print(usage())
+        return 0
     try:
-        argv = ros_args_with_defaults(sys.argv if args is None else args)
+        argv = ros_args_with_defaults(raw)
     except FileNotFoundError as exc:
         print(f"perception_node: {exc}", file=sys.stderr)
         return 2

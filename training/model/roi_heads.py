@@ -13,10 +13,10 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
-from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.poolers import initLevelMapper
 
 from .config import ModelConfig
+from .roi_align_2nd import TwiceDifferentiableMultiScaleRoIAlign
 from .task_heads import TASK_HEADS, RoiSamples
 
 BOX_LEVELS = ["p2", "p3", "p4", "p5"]  # UOAIS pools ROIs from P2..P5 (P6 feeds only the RPN)
@@ -25,14 +25,16 @@ MASK_ROI_SIZE = 14  # mask logits are 2x this = contract.ROI_MASK_SIZE
 BOX_LEVEL_STRIDES = (4, 8, 16, 32)
 
 
-def roi_pool(output_size: int) -> MultiScaleRoIAlign:
+def roi_pool(output_size: int) -> TwiceDifferentiableMultiScaleRoIAlign:
     """MultiScaleRoIAlign over P2..P5 with the level scales fixed up front.
 
     torchvision otherwise infers them on the first call by rounding feature size / image size, which
     is wrong for small inputs padded to a multiple of 32 (e.g. 40 px -> P2 16 px gives 1/2, not 1/4)
     and would be baked into an exported graph from the example input.
+    The subclass only differs while training with grad enabled: its roi_align has a double backward,
+    which CosReg needs; inference and ONNX export run torchvision's pooler unchanged.
     """
-    pool = MultiScaleRoIAlign(BOX_LEVELS, output_size, sampling_ratio=2)
+    pool = TwiceDifferentiableMultiScaleRoIAlign(BOX_LEVELS, output_size, sampling_ratio=2)
     pool.scales = [1.0 / s for s in BOX_LEVEL_STRIDES]
     pool.map_levels = initLevelMapper(
         2, 5, canonical_scale=pool.canonical_scale, canonical_level=pool.canonical_level

@@ -18,9 +18,11 @@ Hyperparameters: λ = 10.0 (`penalty`; Pylon's default, the only known implement
 value is not confirmed).
 Statefulness: stateless, deterministic.
 Scale: the loss part is EW's `G.sum(0)`; R is bounded in [0, 1].
-Limitation: every op between Z and the losses must support double backward. torchvision's
-`roi_align` (used by AmodalRCNN's ROI heads) does not, so on the real network CosReg stops with a
-RuntimeError saying so (at both levels) instead of silently dropping the regulariser's gradient.
+Requirement: every op between Z and the losses must support double backward. torchvision's
+`roi_align` does not; AmodalRCNN's ROI poolers therefore use a twice-differentiable roi_align while
+training (training/model/roi_align_2nd.py), so CosReg runs on the real network at both levels. On a
+network with an op lacking double backward, CosReg stops with a RuntimeError saying so instead of
+silently dropping the regulariser's gradient.
 Departures: the squared, mean-over-pairs form of R follows Pylon (the paper's exact form is not
 confirmed). Heads receive ∇(Σ L_i + λR) (the regulariser is part of the loss).
 """
@@ -115,8 +117,9 @@ class CosReg(MTLMethod):
             raise RuntimeError(
                 f"cosreg: the network does not support the double backward CosReg needs ({exc}). "
                 "CosReg differentiates the task gradients, i.e. backpropagates through the backward of "
-                "every head op; AmodalRCNN's torchvision roi_align has no double backward, so CosReg "
-                "runs only on networks whose heads are twice differentiable."
+                "every head op, so it runs only on networks whose heads are twice differentiable "
+                "(torchvision's roi_align is not; AmodalRCNN's training-time ROI poolers use "
+                "training.model.roi_align_2nd instead)."
             ) from exc
         grads = [z.grad if z.grad is not None else torch.zeros_like(z) for z in leaves]
         torch.autograd.backward(list(ctx.features), grad_tensors=grads)
