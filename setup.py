@@ -1,6 +1,6 @@
 """ament_python package `mtl_grasp`: runtime (mtl_grasp/) + training backend (training/)."""
-from glob import glob
 import os
+from glob import glob
 
 from setuptools import find_packages, setup
 
@@ -71,7 +71,7 @@ setup(
     zip_safe=True,
     maintainer="mtl_grasp developers",
     maintainer_email="mtl-grasp@example.invalid",
-    description="RGB-D amodal instance perception for bin picking with a multi-task-learning training backend",
+    description="RGB-D amodal instance perception for bin picking, with a multi-task-learning trainer",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

@@ -11,8 +11,8 @@ is exactly one definition of the normalisation.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 CONTRACT_VERSION = "1"
 
@@ -98,7 +98,7 @@ class ModelMetadata:
         }
 
     @classmethod
-    def from_dict(cls, props: Mapping[str, str], source: str = "model") -> "ModelMetadata":
+    def from_dict(cls, props: Mapping[str, str], source: str = "model") -> ModelMetadata:
         """Parse ONNX metadata_props; raise ValueError naming `source` and the bad key."""
         missing = [k for k in META_KEYS if k not in props]
         if missing:
