@@ -22,6 +22,8 @@ import statistics
 import time
 import warnings
 
+from training.bench.scenes import random_scene
+
 HELP = "cost of FD and GDS/GMS (parameter and feature level) relative to one EW step, T = 7"
 DESCRIPTION = (
     "Times the diagnostics of training.diagnostics on AmodalRCNN (random weights, synthetic scene) with "
@@ -41,30 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", type=int, default=None,
                         help="fpn_channels = head_channels of the model (default: ModelConfig's, 256)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-
-
-def _scene(torch, device, size: int, batch: int, objects: int):
-    """Random RGB-D images with rectangular objects whose left halves are hidden (occlusion labels)."""
-    g = torch.Generator().manual_seed(0)
-    rgb = torch.rand(batch, 3, size, size, generator=g)
-    depth = 0.5 + 0.3 * torch.rand(batch, 1, size, size, generator=g)
-    targets = []
-    for _ in range(batch):
-        xy = torch.rand(objects, 2, generator=g) * size * 0.7
-        wh = (0.1 + 0.2 * torch.rand(objects, 2, generator=g)) * size
-        boxes = torch.cat([xy, (xy + wh).clamp(max=size)], dim=1)
-        amodal = torch.zeros(objects, size, size, dtype=torch.uint8)
-        for i, (x1, y1, x2, y2) in enumerate(boxes.round().int().tolist()):
-            amodal[i, y1:y2, x1:x2] = 1
-        visible = amodal.clone()
-        visible[:, :, : size // 2] = 0
-        rate = 1.0 - visible.flatten(1).sum(1).float() / amodal.flatten(1).sum(1).clamp(min=1).float()
-        targets.append({
-            "boxes": boxes.to(device), "labels": torch.ones(objects, dtype=torch.int64, device=device),
-            "visible_masks": visible.to(device), "amodal_masks": amodal.to(device),
-            "occluded": (rate >= 0.05).long().to(device), "occluded_rate": rate.to(device),
-        })  # fmt: skip
-    return rgb.to(device), depth.to(device), targets
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         model = AmodalRCNN(ModelConfig(image_size=args.size, **widths)).to(device).train()
     spec = TaskSpec.one_per_loss()
     T = len(spec)
-    rgb, depth, targets = _scene(torch, device, args.size, args.batch, args.objects)
+    rgb, depth, targets = random_scene(args.size, args.batch, args.objects, device)
     shared, heads = model.shared_parameters(), model.task_parameters()
 
     def new_ctx(stacked: bool = False) -> StepContext:

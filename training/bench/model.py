@@ -13,6 +13,8 @@ import statistics
 import time
 import warnings
 
+from training.bench.scenes import random_scene
+
 HELP = "AmodalRCNN: parameters (total/shared/per head), GFLOPs, forward and forward+backward time"
 DESCRIPTION = (
     "Measures the RGB-D amodal network with random weights on a synthetic scene. Times are medians over "
@@ -102,32 +104,6 @@ def _print_parameters(model) -> None:
     )
 
 
-def _scene(torch, device, size: int, batch: int, objects: int):
-    g = torch.Generator().manual_seed(0)
-    rgb = torch.rand(batch, 3, size, size, generator=g)
-    depth = 0.5 + 0.3 * torch.rand(batch, 1, size, size, generator=g)
-    targets = []
-    for _ in range(batch):
-        xy = torch.rand(objects, 2, generator=g) * size * 0.7
-        wh = (0.08 + 0.2 * torch.rand(objects, 2, generator=g)) * size
-        boxes = torch.cat([xy, (xy + wh).clamp(max=size)], dim=1)
-        amodal = torch.zeros(objects, size, size, dtype=torch.uint8)
-        for i, (x1, y1, x2, y2) in enumerate(boxes.round().int().tolist()):
-            amodal[i, y1:y2, x1:x2] = 1
-        visible = amodal.clone()
-        visible[:, :, : size // 2] = 0  # left halves hidden: a mix of occluded objects
-        targets.append(
-            {
-                "boxes": boxes.to(device),
-                "labels": torch.ones(objects, dtype=torch.int64, device=device),
-                "visible_masks": visible.to(device),
-                "amodal_masks": amodal.to(device),
-                "occluded_rate": torch.rand(objects, generator=g).to(device),
-            }
-        )
-    return rgb.to(device), depth.to(device), targets
-
-
 def _autocast(torch, device, amp: str):
     if amp == "none":
         return torch.autocast(device.type, enabled=False)
@@ -137,7 +113,7 @@ def _autocast(torch, device, amp: str):
 def _print_flops(torch, model, device, size: int, batch: int, objects: int) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
-    rgb, depth, targets = _scene(torch, device, size, batch, objects)
+    rgb, depth, targets = random_scene(size, batch, objects, device)
     rows = []
     model.train()
     torch.manual_seed(0)
@@ -179,7 +155,7 @@ def _time(torch, device, fn, warmup: int, repeat: int) -> float:
 
 
 def _print_times(torch, model, device, args, size: int, batch: int) -> None:
-    rgb, depth, targets = _scene(torch, device, size, batch, args.objects)
+    rgb, depth, targets = random_scene(size, batch, args.objects, device)
 
     def forward():
         model.train()
