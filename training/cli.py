@@ -25,13 +25,18 @@ COMMANDS = (
 )
 
 
-def _load(name: str):
+def optional_module(qualified: str):
+    """Import `qualified`, or None if that module itself does not exist (errors inside it propagate)."""
     try:
-        return importlib.import_module(f"training.commands.{name}")
+        return importlib.import_module(qualified)
     except ModuleNotFoundError as exc:
-        if exc.name == f"training.commands.{name}":
+        if exc.name == qualified:
             return None
         raise
+
+
+def _load(name: str):
+    return optional_module(f"training.commands.{name}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 
 HELP = "measure speed: model, methods, train, diagnostics, runtime, node"
 DESCRIPTION = (
@@ -14,12 +13,9 @@ BENCHMARKS = ("model", "methods", "train", "diagnostics", "runtime", "node")
 
 
 def _load(name: str):
-    try:
-        return importlib.import_module(f"training.bench.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"training.bench.{name}":
-            return None
-        raise
+    from training.cli import optional_module
+
+    return optional_module(f"training.bench.{name}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
