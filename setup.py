@@ -67,6 +67,8 @@ setup(
         "ros": ROS,
         "ros-build": ROS_BUILD,
         "dev": DEV,
+        # optional reference implementations for tests/test_mtl_reference_torchjd.py (docs/mtl.md)
+        "ref": ["torchjd==0.18.0"],
     },
     zip_safe=True,
     maintainer="mtl_grasp developers",

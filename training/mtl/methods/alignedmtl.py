@@ -5,8 +5,9 @@ Paper: D. Senushkin, N. Patakin, A. Kuznetsov, A. Konushin, "Independent Compone
 Multi-Task Learning", CVPR 2023, https://arxiv.org/abs/2305.19000.
 
 Update: eigendecompose M = G Gᵀ = VΛVᵀ (float64 `eigh`), keep the rank R with λ > λ_max·T·eps(dtype
-of G); balance matrix B = √λ_s · V_R Λ_R^{-1/2} V_Rᵀ with λ_s = min kept λ ("min"), their median
-("median") or mean ("rmse"). The aligned gradients Ĝ = BG satisfy ĜĜᵀ = λ_s V_R V_Rᵀ: orthogonal
+of G); balance matrix B = √λ_s · V_R Λ_R^{-1/2} V_Rᵀ with λ_s = min kept λ ("min"), their lower
+median ("median", as torch.median) or mean ("rmse"). The aligned gradients Ĝ = BG satisfy
+ĜĜᵀ = λ_s V_R V_Rᵀ: orthogonal
 with equal norms √λ_s on the row space (condition number 1). d = Ĝᵀ1 = Gᵀ(B1), weights α = B1.
 Aligned-MTL-UB is this method with `mtl.level=feature` (G = ∂L/∂Z flattened over the batch, as
 SamsungLabs `amtlub`), then one backward of d_Z.
@@ -38,7 +39,10 @@ def balance_matrix(M: np.ndarray, scale_mode: str, eps: float) -> np.ndarray:
     if lam_max <= 0.0 or not np.any(keep):
         return np.zeros_like(M)
     lam_r, V_r = lam[keep], V[:, keep]
-    scales = {"min": lam_r.min(), "median": np.median(lam_r), "rmse": lam_r.mean()}
+    # "median": the lower middle eigenvalue for an even count, as torch.median (the reference code is
+    # torch-based; numpy's median would average the two middle ones)
+    lower_median = np.sort(lam_r)[(lam_r.size - 1) // 2]
+    scales = {"min": lam_r.min(), "median": lower_median, "rmse": lam_r.mean()}
     scale = float(scales[scale_mode])
     return np.sqrt(scale) * (V_r / np.sqrt(lam_r)) @ V_r.T
 
