@@ -10,6 +10,7 @@ gathered, each rank back-propagating its slice).
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 import torch
@@ -95,12 +96,20 @@ def run_case(name: str, level: str, run_dir: str) -> tuple[torch.Tensor, torch.T
     return params, torch.tensor(rec.losses)
 
 
-def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    # a TCP store on loopback: the file:// store aborted now and then at start-up on this machine
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         results = {f"{n}-{lv}": run_case(n, lv, os.path.join(out_dir, f"run{rank}")) for n, lv in CASES}
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # neither rank tears the group down while the other still talks to it
     finally:
         dist.destroy_process_group()
 
@@ -108,7 +117,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory) -> list[dict]:
     tmp = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(2, str(tmp / "init"), str(tmp)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, f"tcp://127.0.0.1:{_free_port()}", str(tmp)), nprocs=2, join=True)
     return [torch.load(tmp / f"rank{r}.pt") for r in range(2)]
 
 

@@ -97,7 +97,11 @@ def train(
     if resume is not None:
         trainer.resume(checkpoint if checkpoint is not None else load_checkpoint(resume, map_location=device))
     try:
-        return trainer.fit()
+        summary = trainer.fit()
+        if dist.enabled:
+            # no rank may tear the group down while another still talks to it (gloo aborts otherwise)
+            torch.distributed.barrier()
+        return summary
     finally:
         if dist.enabled and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
