@@ -19,7 +19,9 @@ torchjd = pytest.importorskip("torchjd")
 agg = pytest.importorskip("torchjd.aggregation")
 scal = pytest.importorskip("torchjd.scalarization")
 
-from training.mtl import StepContext, build  # noqa: E402
+from mtl_harness import linear_ctx  # noqa: E402
+
+from training.mtl import build  # noqa: E402
 
 F64 = torch.float64
 TASKS = (2, 3, 5)
@@ -38,21 +40,6 @@ def task_matrix(T: int, conflict: bool, seed: int = 0, dtype: torch.dtype = F64)
 CASES = [pytest.param(T, c, id=f"T{T}-{'conflict' if c else 'random'}") for T in TASKS for c in (False, True)]
 
 
-def linear_ctx(G: torch.Tensor, c, epoch: int = 0, new_losses=None):
-    """StepContext with L_i = G_i·Z + c_i·h_i at θ = 0, h = 1 (so L = c and ∂L_i/∂θ = G_i exactly)."""
-    G = torch.as_tensor(G, dtype=F64)
-    c = torch.as_tensor(c, dtype=F64)
-    theta = torch.nn.Parameter(torch.zeros(G.shape[1], dtype=F64))
-    heads = torch.nn.Parameter(torch.ones(G.shape[0], dtype=F64))
-    Z = theta * 1.0
-    leaf = Z.detach().requires_grad_()
-    losses = G @ leaf + c * heads
-    reev = (lambda: torch.as_tensor(new_losses, dtype=F64)) if new_losses is not None else None
-    ctx = StepContext(losses=losses, features=[Z], feature_leaves=[leaf], shared_params=[theta],
-                      task_params=[heads], epoch=epoch, reevaluate=reev)
-    return ctx, theta
-
-
 def scalarizer_weights(scalarizer, losses: torch.Tensor) -> torch.Tensor:
     """Effective task weights of a torchjd scalarizer: ∂ scalar / ∂ losses."""
     L = losses.detach().clone().requires_grad_()
@@ -65,7 +52,7 @@ def scalarizer_weights(scalarizer, losses: torch.Tensor) -> torch.Tensor:
 def test_ew_shared_gradient_equals_torchjd_sum(T: int, conflict: bool) -> None:
     # Same scale: EW's update is G.sum(0), torchjd `Sum` is 1ᵀG.
     G = task_matrix(T, conflict)
-    ctx, theta = linear_ctx(G, torch.ones(T))
+    ctx, theta, _ = linear_ctx(G, torch.ones(T))
     build("ew", T).backward(ctx)
     torch.testing.assert_close(theta.grad, agg.Sum()(G), rtol=1e-12, atol=1e-12)
 
@@ -278,7 +265,7 @@ def test_dwa_weights_equal_torchjd_dwa_over_epochs() -> None:
     for epoch in range(5):
         for _ in range(3):
             L = torch.rand(T, generator=gen, dtype=F64) * (2.0 / (epoch + 1)) + 0.05
-            ctx, theta = linear_ctx(torch.eye(T, dtype=F64), L, epoch=epoch)
+            ctx, theta, _ = linear_ctx(torch.eye(T, dtype=F64), L, epoch=epoch)
             rep = ours.backward(ctx)
             w_ref = scalarizer_weights(ref, L)
             torch.testing.assert_close(rep.weights, w_ref, rtol=1e-12, atol=1e-12)
@@ -299,7 +286,7 @@ def test_famo_weights_and_logit_updates_equal_torchjd_famo() -> None:
     for step in range(4):
         L = torch.rand(T, generator=gen, dtype=F64) + 0.1
         new = L * (0.5 + torch.rand(T, generator=gen, dtype=F64))
-        ctx, theta = linear_ctx(torch.eye(T, dtype=F64), L, new_losses=new)
+        ctx, theta, _ = linear_ctx(torch.eye(T, dtype=F64), L, new_losses=new)
         rep = ours.backward(ctx)
         w_ref = scalarizer_weights(ref, L)
         torch.testing.assert_close(rep.weights, w_ref, rtol=1e-10, atol=1e-12, msg=f"step {step}")

@@ -11,23 +11,9 @@ import math
 
 import pytest
 import torch
+from mtl_harness import linear_ctx
 
-from training.mtl import StepContext, build
-
-
-def linear_ctx(G, c, epoch: int = 0, new_losses=None, dtype=torch.float64):
-    """StepContext of the linear harness; `new_losses` is what `reevaluate` returns (FAMO)."""
-    G = torch.as_tensor(G, dtype=dtype)
-    c = torch.as_tensor(c, dtype=dtype)
-    theta = torch.nn.Parameter(torch.zeros(G.shape[1], dtype=dtype))
-    heads = torch.nn.Parameter(torch.ones(G.shape[0], dtype=dtype))
-    Z = theta * 1.0
-    leaf = Z.detach().requires_grad_()
-    losses = G @ leaf + c * heads
-    reev = (lambda: torch.as_tensor(new_losses, dtype=dtype)) if new_losses is not None else None
-    ctx = StepContext(losses=losses, features=[Z], feature_leaves=[leaf], shared_params=[theta],
-                      task_params=[heads], epoch=epoch, reevaluate=reev)
-    return ctx, theta, heads
+from training.mtl import build
 
 
 # ---------------------------------------------------------------------------------------------- RLW
