@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", type=int, default=None,
                         help="fpn_channels = head_channels of the model (default: ModelConfig's, 256)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--flops", action="store_true",
+                        help="count FLOPs (matmul/conv, training.bench.flops) once per measure instead of "
+                             "timing: device-independent ratios")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +95,17 @@ def run(args: argparse.Namespace) -> int:
     clock = time.perf_counter if device.type == "cuda" else time.process_time
 
     def timed(prepare, measure) -> float:
-        """Median seconds of `measure(state)` where `state = prepare()` is built untimed each run."""
+        """Median seconds of `measure(state)` where `state = prepare()` is built untimed each run
+        (with --flops: the FLOPs of one run)."""
+        if args.flops:
+            from training.bench.flops import FlopCount
+
+            state = prepare()
+            with FlopCount() as counter:
+                measure(state)
+            if isinstance(state, StepContext):
+                state.release()
+            return float(counter.total)
         times = []
         for i in range(args.warmup + args.repeat):
             state = prepare()
@@ -145,10 +158,11 @@ def run(args: argparse.Namespace) -> int:
           f"|Z| = {m:,} per task, shared parameters P = {P:,}, head parameters {H:,}, "
           f"FD window {args.fd_window}")  # fmt: skip
     ew_time = rows[0][1]
-    unit = "wall [s]" if device.type == "cuda" else "CPU [s]"
+    unit = "GFLOP" if args.flops else "wall [s]" if device.type == "cuda" else "CPU [s]"
+    scale = 1e-9 if args.flops else 1.0
     print(f"\n{'measure':<38} {unit:>10} {'x EW step':>10}")
     for name, t in rows:
-        print(f"{name:<38} {t:>10.3f} {t / ew_time:>10.2f}")
+        print(f"{name:<38} {t * scale:>10.3f} {t / ew_time:>10.2f}")
     print()
     times = dict(rows)
     for level in ("parameter", "feature"):

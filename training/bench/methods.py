@@ -40,9 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--levels", nargs="+", choices=("parameter", "feature"),
                         default=("parameter", "feature"),
                         help="levels to time for methods that have levels (default: both)")
+    parser.add_argument("--channels", type=int, default=None,
+                        help="fpn_channels = head_channels of the model (default: ModelConfig's, 256)")
     parser.add_argument("--batched-vjp", action="store_true",
                         help="per-task parameter gradients with one batched VJP (StepContext.batched_vjp)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--flops", action="store_true",
+                        help="count the FLOPs of one step per method (torch.utils.flop_counter) instead of "
+                             "timing: a device-independent ratio to EW (matmul/conv work only; "
+                             "element-wise and memory-bound work is not counted)")
 
 
 def _batch(torch, device, size: int, batch: int):
@@ -69,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("size", "batch", "steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name}: expected a positive integer, got {getattr(args, name)}")
+    if args.channels is not None and args.channels < 1:
+        raise ValueError(f"--channels: expected a positive integer, got {args.channels}")
     if args.warmup < 0:
         raise ValueError(f"--warmup: expected an integer >= 0, got {args.warmup}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -81,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
         get(n)  # unknown names fail here, with a suggestion, before any timing
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random init is intended here
-        model = AmodalRCNN(ModelConfig(image_size=args.size)).to(device).train()
+        c = args.channels
+        widths = {} if c is None else {"fpn_channels": c, "head_channels": c}
+        model = AmodalRCNN(ModelConfig(image_size=args.size, **widths)).to(device).train()
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     spec = TaskSpec.one_per_loss()
     T = len(spec)
@@ -104,7 +114,17 @@ def run(args: argparse.Namespace) -> int:
         return method, opt
 
     def one_step(method, opt, step: int, seed: int) -> tuple[float, str]:
-        """Seconds of one full training step (forward included) and a note if it was skipped."""
+        """Seconds (FLOPs with --flops) of one full training step (forward included) and a note if it
+        was skipped."""
+        if args.flops:
+            from training.bench.flops import FlopCount
+
+            with FlopCount() as counter:
+                _, note = timed_step(method, opt, step, seed)
+            return float(counter.total), note
+        return timed_step(method, opt, step, seed)
+
+    def timed_step(method, opt, step: int, seed: int) -> tuple[float, str]:
         opt.zero_grad(set_to_none=True)
         for p in method.method_parameters():
             p.grad = None
@@ -150,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
             for step in range(args.warmup):
                 one_step(method, opt, step, seed=step)
             times, ew_times = [], []
-            for k in range(args.steps):
+            for k in range(1 if args.flops else args.steps):
                 seed = 1000 + k
                 ew_times.append(one_step(ew, ew_opt, args.warmup + k, seed)[0])
                 seconds, n = one_step(method, opt, args.warmup + k, seed)
@@ -161,15 +181,16 @@ def run(args: argparse.Namespace) -> int:
         ratios = [t / e for t, e in zip(times, ew_times)]
         return statistics.median(times), statistics.median(ew_times), statistics.median(ratios), note
 
+    unit, scale = ("GFLOP", 1e-9) if args.flops else ("s", 1.0)
     rows = []
     for name in selected:
         cls = get(name)
         levels = [lv.value for lv in cls.levels if lv.value in args.levels] if cls.levels else ["n/a"]
         for level in levels:
             seconds, ew_s, ratio, note = time_method(name, "parameter" if level == "n/a" else level)
-            rows.append((name, level, seconds, ew_s, ratio, note))
-            print(f"  {name:<13} {level:<9} {seconds:8.3f} s (EW {ew_s:6.3f} s)  {ratio:5.2f}x EW {note}",
-                  flush=True)
+            rows.append((name, level, seconds * scale, ew_s * scale, ratio, note))
+            print(f"  {name:<13} {level:<9} {seconds * scale:8.3f} {unit} (EW {ew_s * scale:6.3f} {unit})  "
+                  f"{ratio:5.2f}x EW {note}", flush=True)
 
     machine = (
         torch.cuda.get_device_name(device)
@@ -178,13 +199,16 @@ def run(args: argparse.Namespace) -> int:
     )
     P = sum(p.numel() for p in shared)
     print(f"\nmachine: {machine} (torch {torch.__version__})")
+    what = ("FLOPs of one step (FlopCounterMode: matmul/conv only)" if args.flops
+            else f"median of {args.steps} step(s)")
     print(f"input {args.batch} x {args.size}x{args.size}, T = {T} tasks, shared parameters P = {P:,}, "
-          f"median of {args.steps} step(s) after {args.warmup} warm-up, batched_vjp={args.batched_vjp}")
+          f"{what} after {args.warmup} warm-up, batched_vjp={args.batched_vjp}")
     ew_all = [r[3] for r in rows if r[3] == r[3]]
     if ew_all:
-        print(f"EW step: median {statistics.median(ew_all):.3f} s over the paired EW steps\n")
+        print(f"EW step: median {statistics.median(ew_all):.3f} {unit} over the paired EW steps\n")
     has_note = any(r[5] for r in rows)
-    print(f"| method | level | step (s) | paired EW step (s) | x EW |{' note |' if has_note else ''}")
+    note_col = " note |" if has_note else ""
+    print(f"| method | level | step ({unit}) | paired EW step ({unit}) | x EW |{note_col}")
     print(f"|---|---|---|---|---|{'---|' if has_note else ''}")
     for name, level, seconds, ew_s, ratio, note in rows:
         tail = f" {note} |" if has_note else ""

@@ -30,11 +30,24 @@ class NonFiniteError(FloatingPointError):
     """A loss or gradient is NaN/inf; the trainer skips the step instead of stepping on it."""
 
 
-def _flatten(tensors: Sequence[Tensor | None], like: Sequence[Tensor]) -> Tensor:
-    parts = [
-        (t if t is not None else torch.zeros_like(ref)).reshape(-1) for t, ref in zip(tensors, like)
-    ]
-    return torch.cat(parts) if parts else torch.zeros(0)
+def _empty_rows(rows: int, like: Sequence[Tensor]) -> Tensor:
+    """An uninitialised `[rows, Σ numel(like)]` matrix with the promoted dtype of `like`."""
+    dtype = like[0].dtype
+    for t in like[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return torch.empty(rows, sum(t.numel() for t in like), dtype=dtype, device=like[0].device)
+
+
+def _fill_row(row: Tensor, tensors: Sequence[Tensor | None], like: Sequence[Tensor]) -> None:
+    """row[...] = the flattened `tensors` (None = zeros) in the order of `like`: one copy, no concat."""
+    offset = 0
+    for t, ref in zip(tensors, like):
+        n = ref.numel()
+        if t is None:
+            row[offset : offset + n].zero_()
+        else:
+            row[offset : offset + n].copy_(t.reshape(-1))
+        offset += n
 
 
 def _unflatten(vec: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
@@ -113,11 +126,11 @@ class StepContext:
         """
         if self._feature_grads is None:
             leaves = list(self.feature_leaves)
-            rows: list[Tensor] = []
+            G = _empty_rows(self.num_tasks, leaves)  # [T, m], each row written once in place
             for i in range(self.num_tasks):
                 grads = torch.autograd.grad(self.task_loss(i), leaves, retain_graph=True, allow_unused=True)
-                rows.append(_flatten(grads, leaves))
-            G = torch.stack(rows)  # [T, m]
+                _fill_row(G[i], grads, leaves)
+                del grads
             self._check_rows(G, "feature")
             self._feature_grads = G
         return self._feature_grads
@@ -140,14 +153,14 @@ class StepContext:
                                                           dtype=p.dtype)).reshape(self.num_tasks, -1)
                      for g, p in zip(grads, shared)], dim=1)
             else:
-                rows = []
+                G = _empty_rows(self.num_tasks, shared)  # [T, P], each row written once in place
                 for i in range(self.num_tasks):
                     g = torch.autograd.grad(
                         feats, shared, grad_outputs=_unflatten(G_Z[i], feats), retain_graph=True,
                         allow_unused=True,
                     )
-                    rows.append(_flatten(g, shared))
-                G = torch.stack(rows)  # [T, P]
+                    _fill_row(G[i], g, shared)
+                    del g
             self._check_rows(G, "parameter")
             self._param_grads = G
         return self._param_grads
