@@ -158,3 +158,22 @@ def test_non_finite_direction_raises() -> None:
     d[0] = math.inf
     with pytest.raises(NonFiniteError, match="direction"):
         ctx.backward_shared_direction(d)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_row_check_rejects_nan_and_inf_but_not_huge_finite_rows(dtype: torch.dtype) -> None:
+    model, x, y = make_problem()
+    ctx = make_context(model, x, y)
+    ctx.task_names = ("a", "b", "c", "d")
+    big = torch.finfo(dtype).max / 2
+    G = torch.ones(4, 6, dtype=dtype)
+    G[0] = big  # finite entries whose sum overflows to inf: must pass
+    G[1, 3] = math.nan
+    G[2, 0], G[2, 1] = math.inf, -math.inf  # sum is NaN
+    with pytest.raises(NonFiniteError, match=r"\['b', 'c'\]"):
+        ctx._check_rows(G, "parameter")
+    G[1, 3] = G[2, 0] = G[2, 1] = 1.0
+    ctx._check_rows(G, "parameter")  # no error: every entry is finite
+    G[3, 5] = -math.inf
+    with pytest.raises(NonFiniteError, match=r"tasks \['d'\]"):
+        ctx._check_rows(G, "feature")

@@ -74,8 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as exc:
-        # Bad input: a one-line message naming the problem, no stack trace.
-        print(f"error: {exc}", file=sys.stderr)
+        # Bad input: a one-line message naming the problem, no stack trace (a KeyError's str() would
+        # wrap the message in quotes).
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 

@@ -110,11 +110,14 @@ class StepContext:
             raise NonFiniteError(f"non-finite loss in tasks {bad}: {self.losses.detach().tolist()}")
 
     def _check_rows(self, G: Tensor, what: str) -> None:
-        # A row sum is NaN/inf iff the row holds a NaN/inf (or overflows float range, which we also
-        # want to reject); one reduction pass instead of a [T, P] boolean mask.
-        finite = torch.isfinite(G.sum(dim=1, dtype=torch.float64))
-        if not bool(finite.all()):
-            bad = [self._name(i) for i in range(G.shape[0]) if not finite[i]]
+        # A NaN/inf entry always makes its row's sum NaN/inf, so one fast sum per row clears every
+        # finite row; only a row whose sum is not finite (a NaN/inf, or finite values whose sum
+        # overflows) gets the exact element-wise test, so huge finite gradients are not rejected.
+        # (A float64 sum would avoid the second pass but costs 30x more on [7, 25.6M].)
+        finite_sum = torch.isfinite(G.sum(dim=1)).tolist()
+        suspect = [i for i, ok in enumerate(finite_sum) if not ok]
+        bad = [self._name(i) for i in suspect if not bool(torch.isfinite(G[i]).all())]
+        if bad:
             raise NonFiniteError(f"non-finite {what} gradient for tasks {bad}")
 
     # ---- per-task gradients ----------------------------------------------------------------
