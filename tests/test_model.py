@@ -270,3 +270,22 @@ def test_multi_class_model_trains_and_predicts_labels_in_range():
     with torch.no_grad():
         labels = torch.cat([d["labels"] for d in model(*images())])
     assert labels.numel() > 0 and bool(((labels >= 1) & (labels <= 3)).all())
+
+
+def test_box_code_of_foreground_rois_equals_their_rows_of_the_box_head(model):
+    """The task heads' box code runs the box head's first conv again on the foreground ROIs alone
+    (so a task loss's backward visits only them): same values as those ROIs' rows of the box branch."""
+    outputs = []
+    first_conv = model.roi_heads.box_head[0]
+    hook = first_conv.register_forward_hook(lambda m, i, o: outputs.append(o.detach().clone()))
+    try:
+        _losses(model)
+    finally:
+        hook.remove()
+    assert len(outputs) == 2  # all sampled ROIs (box branch), then the foreground ones (box code)
+    every, foreground = outputs
+    assert 0 < foreground.shape[0] < every.shape[0]
+    exact = "donot_use_mm_for_euclid_dist"  # the mm shortcut cancels catastrophically
+    distance = torch.cdist(foreground.flatten(1), every.flatten(1), compute_mode=exact).min(dim=1).values
+    scale = every.flatten(1).norm(dim=1).max()
+    assert float(distance.max()) <= 1e-6 * float(scale)  # each row is one of the box branch's rows

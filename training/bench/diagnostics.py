@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--device cuda: CUDA is not available on this machine")
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.manual_seed(0)  # the same random weights (hence proposals and ROI counts) in every run
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random init is intended here
         c = args.channels

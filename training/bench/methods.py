@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     selected = args.methods or names()
     for n in selected:
         get(n)  # unknown names fail here, with a suggestion, before any timing
+    torch.manual_seed(0)  # the same random weights (hence proposals and ROI counts) in every run
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random init is intended here
         c = args.channels
