@@ -33,3 +33,48 @@ def random_scene(size: int, batch: int, objects: int, device: Any) -> tuple[Any,
             "occluded": (rate >= 0.05).long().to(device), "occluded_rate": rate.to(device),
         })  # fmt: skip
     return rgb.to(device), depth.to(device), targets
+
+
+#: a trained RPN gives the ROI sampler more foreground candidates than it keeps: 25% of 512 per image
+TRAINED_FOREGROUND = 128
+
+
+def plant_trained_proposals(model: Any, per_image: int) -> None:
+    """Make the benchmark model `model` (an `AmodalRCNN`) see the ROI statistics of a trained RPN.
+
+    An untrained RPN's proposals rarely overlap an object (IoU >= 0.5), so the ROI sampler finds few
+    foreground ROIs (the ground-truth boxes it always adds, and little else) and the task heads, which
+    run on foreground ROIs only, cost a fraction of what they cost in real training, where the sampler
+    fills its 25% foreground quota. Inside this context each image's proposals start with `per_image`
+    ground-truth boxes jittered by up to ±5% of their size (IoU with their box > 0.6), so the sampler
+    sees as many foreground candidates as after training. Losses and gradients are unchanged in kind;
+    only the ROI set changes. The jitter draws from torch's global RNG, like the ROI sampler, so a
+    caller that seeds a step gets the same ROIs again. `per_image=0` leaves the model untouched. The
+    instance's RPN is patched for good: use it only on a model built for a benchmark.
+    """
+    import torch
+
+    if per_image < 0:
+        raise ValueError(f"per_image: expected an integer >= 0, got {per_image}")
+    rpn = model.rpn
+    original = rpn.forward
+
+    def forward(images: Any, features: Any, targets: Any = None) -> Any:
+        proposals, losses = original(images, features, targets)
+        if targets is None or per_image == 0:
+            return proposals, losses
+        planted = []
+        for boxes, target in zip(proposals, targets):
+            gt = target["boxes"]
+            if len(gt) == 0:
+                planted.append(boxes)
+                continue
+            pick = torch.randint(len(gt), (per_image,), device=gt.device)
+            chosen = gt[pick]
+            size = (chosen[:, 2:] - chosen[:, :2]).repeat(1, 2)
+            jitter = (torch.rand(per_image, 4, device=gt.device, dtype=gt.dtype) - 0.5) * 0.1 * size
+            planted.append(torch.cat([(chosen + jitter).detach(), boxes]))
+        return planted, losses
+
+    if per_image:
+        rpn.forward = forward
