@@ -64,6 +64,11 @@ def test_bench_diagnostics_flops_order_the_measures(capsys) -> None:
     assert 0 < fd <= feat < param  # parameter level = the feature-level work + T backbone VJPs
     assert gflop("FD, context from stacked losses") > fd  # zeros pushed through every head
     assert "FD / GDS-GMS parameter level" in out and "GFLOP" in out
+    # the cost model's inputs and its EW prediction (3 x the forward) against the count
+    counted, model3f = re.search(r"EW step\s+counted ([\d.]+) GFLOP, model 3F = ([\d.]+)", out).groups()
+    assert abs(float(counted) - float(model3f)) <= 0.1 * float(counted)
+    kappa = float(re.search(r"kappa = ([\d.]+);", out).group(1))
+    assert 1.0 <= kappa <= 7.0  # every head visited at least once, at most once per task
 
 
 def test_bench_methods_flops_levels(capsys) -> None:

@@ -183,4 +183,34 @@ def run(args: argparse.Namespace) -> int:
     if reused > 0:
         ratio = times["FD entropy only (dL/dZ reused)"] / reused
         print(f"with per-task gradients already computed: FD / GDS-GMS = {100 * ratio:.0f}%")
+    if args.flops:
+        _print_cost_model(torch, model, spec, rgb, depth, targets, args.size, times)
     return 0
+
+
+def _print_cost_model(torch, model, spec, rgb, depth, targets, size: int, flops: dict[str, float]) -> None:
+    """h (heads' share of the forward) and κ (head traversals of the T per-task passes), and what the
+    cost model of docs/mtl.md predicts from them, next to the counts above."""
+    from training.bench.flops import FlopCount
+
+    T = len(spec)
+    torch.manual_seed(0)
+    with FlopCount() as backbone:
+        Z = model.features(rgb, depth)
+    leaves = [z.detach().requires_grad_() for z in Z]
+    with FlopCount() as head_count:
+        model.heads(leaves, (size, size), targets)
+    F_b, F_h = float(backbone.total), float(head_count.total)
+    h, kappa = F_h / (F_b + F_h), flops["FD"] / F_h
+    vjp = (flops["GDS/GMS/CR parameter level"] - flops["GDS/GMS/CR feature level"]) / T
+    print(f"\ncost model (docs/mtl.md): forward = backbone {F_b / 1e9:.1f} + heads {F_h / 1e9:.1f} GFLOP, "
+          f"h = {h:.3f}; G_Z = kappa * heads with kappa = {kappa:.2f}; one backbone VJP "
+          f"{vjp / 1e9:.1f} GFLOP = {vjp / F_b:.2f} x its forward")
+    print(f"  EW step       counted {flops['EW step (forward + backward)'] / 1e9:.1f} GFLOP, "
+          f"model 3F = {3 * (F_b + F_h) / 1e9:.1f}")
+    feature = 1 + kappa * h / 3
+    print(f"  feature level 1 + kappa*h/3 = {feature:.2f}x EW (goal <= 1.15: needs kappa*h <= 0.45)")
+    param = (1 + (kappa + 2) * h + 2 * T * (1 - h)) / 3
+    print(f"  parameter level (1 + (kappa+2)h + 2T(1-h))/3 = {param:.2f}x EW (goal <= 2.5 with T = 7)")
+    fd = kappa * h / (kappa * h + 2 * T * (1 - h))
+    print(f"  FD / GDS-GMS parameter level kappa*h / (kappa*h + 2T(1-h)) = {100 * fd:.1f}%")
