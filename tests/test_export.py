@@ -304,3 +304,29 @@ def test_offline_onnx_evaluation_matches_checkpoint(exported, tmp_path: Path) ->
         == 0
     )
     assert json.loads(out.read_text())["bbox/mAP"] == pytest.approx(onnx_metrics["bbox/mAP"])
+
+
+def _outputs(mask_value: float) -> dict:
+    import numpy as np
+
+    return {
+        contract.OUTPUT_BOXES: np.array([[4.0, 4.0, 28.0, 28.0]], np.float32),
+        contract.OUTPUT_SCORES: np.array([0.9], np.float32),
+        contract.OUTPUT_LABELS: np.array([1], np.int64),
+        contract.OUTPUT_VISIBLE_MASKS: np.full((1, 28, 28), mask_value, np.float32),
+        contract.OUTPUT_AMODAL_MASKS: np.full((1, 28, 28), 0.9, np.float32),
+        contract.OUTPUT_OCCLUSION: np.array([0.1], np.float32),
+    }
+
+
+def test_parity_leaves_undecided_mask_pixels_out_but_checks_probabilities() -> None:
+    from training.export.parity import Tolerances, compare
+
+    # a barely trained head: probabilities a hair above 0.5 in torch, a hair below in ONNX
+    report = compare(_outputs(0.5 + 1e-5), _outputs(0.5 - 1e-5), 32, 32, Tolerances())
+    assert report.failures == [] and report.min_visible_iou == 1.0
+    assert abs(report.max_mask_prob_diff - 2e-5) < 1e-6
+    # a real difference fails on the probabilities and on the decided pixels
+    report = compare(_outputs(0.8), _outputs(0.2), 32, 32, Tolerances())
+    assert any("visible_masks probabilities differ by 0.6" in f for f in report.failures)
+    assert any("visible_masks IoU 0.0000" in f for f in report.failures)
