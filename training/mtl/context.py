@@ -32,6 +32,8 @@ class NonFiniteError(FloatingPointError):
 
 def _empty_rows(rows: int, like: Sequence[Tensor]) -> Tensor:
     """An uninitialised `[rows, Σ numel(like)]` matrix with the promoted dtype of `like`."""
+    if not like:
+        return torch.zeros(rows, 0)
     dtype = like[0].dtype
     for t in like[1:]:
         dtype = torch.promote_types(dtype, t.dtype)
