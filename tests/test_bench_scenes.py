@@ -44,3 +44,11 @@ def test_planting_leaves_inference_and_zero_alone() -> None:
         assert torch.equal(a["boxes"], b["boxes"])  # no targets at inference: proposals untouched
     with pytest.raises(ValueError, match="per_image"):
         plant_trained_proposals(model, -1)
+
+
+@pytest.mark.parametrize("bench", ["methods", "diagnostics", "model"])
+def test_benches_reject_a_negative_fg_rois_before_building_anything(bench: str, capsys) -> None:
+    from training.cli import main
+
+    assert main(["bench", bench, "--device", "cpu", "--fg-rois", "-1"]) == 2
+    assert "--fg-rois: expected an integer >= 0, got -1" in capsys.readouterr().err

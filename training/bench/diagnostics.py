@@ -22,7 +22,7 @@ import statistics
 import time
 import warnings
 
-from training.bench.scenes import TRAINED_FOREGROUND, plant_trained_proposals, random_scene
+from training.bench.scenes import add_fg_rois_argument, fg_rois, plant_trained_proposals, random_scene
 
 HELP = "cost of FD and GDS/GMS (parameter and feature level) relative to one EW step, T = 7"
 DESCRIPTION = (
@@ -43,11 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", type=int, default=None,
                         help="fpn_channels = head_channels of the model (default: ModelConfig's, 256)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--fg-rois", type=int, default=TRAINED_FOREGROUND, metavar="N",
-                        help="jittered ground-truth boxes added to each image's proposals, so the ROI "
-                             "sampler finds as many foreground ROIs as with a trained RPN (training."
-                             f"bench.scenes.plant_trained_proposals; default {TRAINED_FOREGROUND}); 0 = the "
-                             "random network's own proposals (few foreground ROIs: light task heads)")
+    add_fg_rois_argument(parser)
     parser.add_argument("--flops", action="store_true",
                         help="count FLOPs (matmul/conv, training.bench.flops) once per measure instead of "
                              "timing: device-independent ratios")
@@ -63,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.channels is not None and args.channels < 1:
         raise ValueError(f"--channels: expected a positive integer, got {args.channels}")
-    if args.fg_rois < 0:
-        raise ValueError(f"--fg-rois: expected an integer >= 0, got {args.fg_rois}")
+    planted = fg_rois(args)
     for name in ("size", "batch", "objects", "repeat"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name}: expected a positive integer, got {getattr(args, name)}")
@@ -79,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         c = args.channels
         widths = {} if c is None else {"fpn_channels": c, "head_channels": c}
         model = AmodalRCNN(ModelConfig(image_size=args.size, **widths)).to(device).train()
-    plant_trained_proposals(model, args.fg_rois)
+    plant_trained_proposals(model, planted)
     spec = TaskSpec.one_per_loss()
     T = len(spec)
     rgb, depth, targets = random_scene(args.size, args.batch, args.objects, device)

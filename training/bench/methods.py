@@ -20,7 +20,7 @@ import tempfile
 import time
 import warnings
 
-from training.bench.scenes import TRAINED_FOREGROUND, plant_trained_proposals
+from training.bench.scenes import add_fg_rois_argument, fg_rois, plant_trained_proposals
 
 HELP = "step time of every MTL method (each supported level) relative to EW on the real network"
 DESCRIPTION = (
@@ -47,13 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batched-vjp", action="store_true",
                         help="per-task parameter gradients with one batched VJP (StepContext.batched_vjp)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--fg-rois", type=int, default=TRAINED_FOREGROUND, metavar="N",
-                        help="jittered ground-truth boxes added to each image's proposals, so the ROI "
-                             "sampler finds as many foreground ROIs as with a trained RPN (training."
-                             f"bench.scenes.plant_trained_proposals; default {TRAINED_FOREGROUND}); 0 = the "
-                             "random network's own proposals (few foreground ROIs: light task heads)")
+    add_fg_rois_argument(parser)
     parser.add_argument("--flops", action="store_true",
-                        help="count the FLOPs of one step per method (torch.utils.flop_counter) instead of "
+                        help="count the FLOPs of one step per method (training.bench.flops) instead of "
                              "timing: a device-independent ratio to EW (matmul/conv work only; "
                              "element-wise and memory-bound work is not counted)")
 
@@ -84,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name}: expected a positive integer, got {getattr(args, name)}")
     if args.channels is not None and args.channels < 1:
         raise ValueError(f"--channels: expected a positive integer, got {args.channels}")
-    if args.fg_rois < 0:
-        raise ValueError(f"--fg-rois: expected an integer >= 0, got {args.fg_rois}")
+    planted = fg_rois(args)
     if args.warmup < 0:
         raise ValueError(f"--warmup: expected an integer >= 0, got {args.warmup}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -102,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         c = args.channels
         widths = {} if c is None else {"fpn_channels": c, "head_channels": c}
         model = AmodalRCNN(ModelConfig(image_size=args.size, **widths)).to(device).train()
-    plant_trained_proposals(model, args.fg_rois)
+    plant_trained_proposals(model, planted)
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     spec = TaskSpec.one_per_loss()
     T = len(spec)

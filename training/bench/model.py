@@ -13,7 +13,7 @@ import statistics
 import time
 import warnings
 
-from training.bench.scenes import TRAINED_FOREGROUND, plant_trained_proposals, random_scene
+from training.bench.scenes import add_fg_rois_argument, fg_rois, plant_trained_proposals, random_scene
 
 HELP = "AmodalRCNN: parameters (total/shared/per head), GFLOPs, forward and forward+backward time"
 DESCRIPTION = (
@@ -40,10 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fpn-channels", type=int, default=256, help="FPN and head width (default 256)")
     parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast (CUDA)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--fg-rois", type=int, default=TRAINED_FOREGROUND, metavar="N",
-                        help="jittered ground-truth boxes added to each image's proposals in training, so "
-                             "the task heads run on a trained RPN's foreground ROI count "
-                             f"(default {TRAINED_FOREGROUND}); 0 = the random network's own proposals")
+    add_fg_rois_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag}: expected a positive integer, got {getattr(args, name)}")
-    if args.fg_rois < 0:
-        raise ValueError(f"--fg-rois: expected an integer >= 0, got {args.fg_rois}")
+    planted = fg_rois(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: CUDA is not available on this machine")
@@ -67,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random init is intended here
         model = AmodalRCNN(config).to(device)
-    plant_trained_proposals(model, args.fg_rois)
+    plant_trained_proposals(model, planted)
 
     print(f"machine: {_machine(torch, device)}")
     print(f"config: fpn_channels={config.fpn_channels} head_channels={config.head_channels}, "

@@ -39,6 +39,24 @@ def random_scene(size: int, batch: int, objects: int, device: Any) -> tuple[Any,
 TRAINED_FOREGROUND = 128
 
 
+def add_fg_rois_argument(parser: Any) -> None:
+    """The benchmarks' `--fg-rois N` option (see `plant_trained_proposals`); check it with `fg_rois`."""
+    parser.add_argument(
+        "--fg-rois", type=int, default=TRAINED_FOREGROUND, metavar="N",
+        help="jittered ground-truth boxes added to each image's proposals in training, so the ROI sampler "
+             "finds as many foreground ROIs as with a trained RPN and the task heads cost what they cost "
+             f"in real training (default {TRAINED_FOREGROUND}); 0 = the random network's own proposals "
+             "(few foreground ROIs: light task heads)",
+    )  # fmt: skip
+
+
+def fg_rois(args: Any) -> int:
+    """`args.fg_rois`, or a ValueError naming the option when it is negative."""
+    if args.fg_rois < 0:
+        raise ValueError(f"--fg-rois: expected an integer >= 0, got {args.fg_rois}")
+    return int(args.fg_rois)
+
+
 def plant_trained_proposals(model: Any, per_image: int) -> None:
     """Make the benchmark model `model` (an `AmodalRCNN`) see the ROI statistics of a trained RPN.
 
