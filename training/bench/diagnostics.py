@@ -17,12 +17,11 @@ forward pass (which the training step has already paid for):
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
-import warnings
 
-from training.bench.scenes import add_fg_rois_argument, fg_rois, plant_trained_proposals, random_scene
+from training.bench.common import add_device_arguments, bench_model, machine, require_positive, torch_device
+from training.bench.scenes import add_fg_rois_argument, fg_rois, random_scene
 
 HELP = "cost of FD and GDS/GMS (parameter and feature level) relative to one EW step, T = 7"
 DESCRIPTION = (
@@ -33,7 +32,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
+    add_device_arguments(parser)
     parser.add_argument("--size", type=int, default=256, help="square input size (default 256)")
     parser.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
     parser.add_argument("--objects", type=int, default=6, help="objects per synthetic image (default 6)")
@@ -42,7 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fd-window", type=int, default=1, help="FD neighbourhood window (default 1)")
     parser.add_argument("--channels", type=int, default=None,
                         help="fpn_channels = head_channels of the model (default: ModelConfig's, 256)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     add_fg_rois_argument(parser)
     parser.add_argument("--flops", action="store_true",
                         help="count FLOPs (matmul/conv, training.bench.flops) once per measure instead of "
@@ -53,28 +51,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from training.diagnostics import DiagnosticsConfig, GradientSimilarity, compute_diagnostics
-    from training.model import AmodalRCNN, ModelConfig
     from training.mtl import StepContext, build
     from training.tasks import TaskSpec
 
-    if args.channels is not None and args.channels < 1:
-        raise ValueError(f"--channels: expected a positive integer, got {args.channels}")
+    require_positive(args, "channels", "size", "batch", "objects", "repeat")
     planted = fg_rois(args)
-    for name in ("size", "batch", "objects", "repeat"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name}: expected a positive integer, got {getattr(args, name)}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available on this machine")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)  # the same random weights (hence proposals and ROI counts) in every run
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # random init is intended here
-        c = args.channels
-        widths = {} if c is None else {"fpn_channels": c, "head_channels": c}
-        model = AmodalRCNN(ModelConfig(image_size=args.size, **widths)).to(device).train()
-    plant_trained_proposals(model, planted)
+    device = torch_device(args)
+    model = bench_model(device, args.channels, planted, image_size=args.size)
     spec = TaskSpec.one_per_loss()
     T = len(spec)
     rgb, depth, targets = random_scene(args.size, args.batch, args.objects, device)
@@ -152,12 +135,7 @@ def run(args: argparse.Namespace) -> int:
     probe.release()
     del probe
 
-    machine = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
-    )
-    print(f"machine: {machine} (torch {torch.__version__})")
+    print(f"machine: {machine(device)}")
     print(f"input {args.batch} x {args.size}x{args.size}, {args.objects} objects/image, T = {T} tasks, "
           f"|Z| = {m:,} per task, shared parameters P = {P:,}, head parameters {H:,}, "
           f"FD window {args.fd_window}")  # fmt: skip

@@ -14,13 +14,12 @@ sees the same batches and proposals. Every timed method step is paired with an E
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
-import warnings
 
-from training.bench.scenes import add_fg_rois_argument, fg_rois, plant_trained_proposals
+from training.bench.common import add_device_arguments, bench_model, machine, require_positive, torch_device
+from training.bench.scenes import add_fg_rois_argument, fg_rois
 
 HELP = "step time of every MTL method (each supported level) relative to EW on the real network"
 DESCRIPTION = (
@@ -32,7 +31,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
+    add_device_arguments(parser)
     parser.add_argument("--size", type=int, default=256, help="square input size (default 256)")
     parser.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per method (default 3)")
@@ -46,7 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fpn_channels = head_channels of the model (default: ModelConfig's, 256)")
     parser.add_argument("--batched-vjp", action="store_true",
                         help="per-task parameter gradients with one batched VJP (StepContext.batched_vjp)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     add_fg_rois_argument(parser)
     parser.add_argument("--flops", action="store_true",
                         help="count the FLOPs of one step per method (training.bench.flops) instead of "
@@ -70,34 +68,19 @@ def _batch(torch, device, size: int, batch: int):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from training.model import AmodalRCNN, ModelConfig
     from training.mtl import NonFiniteError, OptimizerSpec, StepContext, build, get, names
     from training.mtl.optimizers import build_optimizer
     from training.tasks import TaskSpec
 
-    for name in ("size", "batch", "steps"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name}: expected a positive integer, got {getattr(args, name)}")
-    if args.channels is not None and args.channels < 1:
-        raise ValueError(f"--channels: expected a positive integer, got {args.channels}")
+    require_positive(args, "size", "batch", "steps", "channels")
     planted = fg_rois(args)
     if args.warmup < 0:
         raise ValueError(f"--warmup: expected an integer >= 0, got {args.warmup}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available on this machine")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = torch_device(args)
     selected = args.methods or names()
     for n in selected:
         get(n)  # unknown names fail here, with a suggestion, before any timing
-    torch.manual_seed(0)  # the same random weights (hence proposals and ROI counts) in every run
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # random init is intended here
-        c = args.channels
-        widths = {} if c is None else {"fpn_channels": c, "head_channels": c}
-        model = AmodalRCNN(ModelConfig(image_size=args.size, **widths)).to(device).train()
-    plant_trained_proposals(model, planted)
+    model = bench_model(device, args.channels, planted, image_size=args.size)
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     spec = TaskSpec.one_per_loss()
     T = len(spec)
@@ -198,14 +181,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {name:<13} {level:<9} {seconds * scale:8.3f} {unit} (EW {ew_s * scale:6.3f} {unit})  "
                   f"{ratio:5.2f}x EW {note}", flush=True)
 
-    machine = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
-    )
     P = sum(p.numel() for p in shared)
-    print(f"\nmachine: {machine} (torch {torch.__version__})")
-    what = ("FLOPs of one step (FlopCounterMode: matmul/conv only)" if args.flops
+    print(f"\nmachine: {machine(device)}")
+    what = ("FLOPs of one step (training.bench.flops: matmul/conv only)" if args.flops
             else f"median of {args.steps} step(s)")
     print(f"input {args.batch} x {args.size}x{args.size}, T = {T} tasks, shared parameters P = {P:,}, "
           f"{what} after {args.warmup} warm-up, batched_vjp={args.batched_vjp}")

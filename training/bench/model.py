@@ -8,18 +8,17 @@ of an untrained network: ROI sampling always contains the ground-truth boxes.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
-import warnings
 
-from training.bench.scenes import add_fg_rois_argument, fg_rois, plant_trained_proposals, random_scene
+from training.bench.common import add_device_arguments, bench_model, machine, require_positive, torch_device
+from training.bench.scenes import add_fg_rois_argument, fg_rois, random_scene
 
 HELP = "AmodalRCNN: parameters (total/shared/per head), GFLOPs, forward and forward+backward time"
 DESCRIPTION = (
     "Measures the RGB-D amodal network with random weights on a synthetic scene. Times are medians over "
-    "--repeat runs after --warmup runs; GFLOPs come from torch.utils.flop_counter.FlopCounterMode "
-    "(2 FLOPs per multiply-add; torchvision's roi_align/nms are not counted)."
+    "--repeat runs after --warmup runs; GFLOPs come from training.bench.flops (torch's FLOP formulas, "
+    "2 FLOPs per multiply-add; torchvision's roi_align/nms are not counted)."
 )
 
 RESNET18_PARAMS = 11_689_512  # torchvision resnet18 incl. the 1000-way fc (512*1000 + 1000)
@@ -27,7 +26,7 @@ RESNET18_FC_PARAMS = 513_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
+    add_device_arguments(parser)
     parser.add_argument("--size", type=int, default=512, help="square input size for timing (default 512)")
     parser.add_argument("--batch", type=int, default=4, help="batch size for timing (default 4)")
     parser.add_argument("--flops-size", type=int, default=512, help="input size for GFLOPs (default 512)")
@@ -39,33 +38,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objects", type=int, default=8, help="objects per synthetic image (default 8)")
     parser.add_argument("--fpn-channels", type=int, default=256, help="FPN and head width (default 256)")
     parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast (CUDA)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     add_fg_rois_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from training.model import AmodalRCNN, ModelConfig
 
-    for name in ("size", "batch", "flops_size", "flops_batch", "repeat", "objects", "fpn_channels"):
-        if getattr(args, name) < 1:
-            flag = "--" + name.replace("_", "-")
-            raise ValueError(f"{flag}: expected a positive integer, got {getattr(args, name)}")
+    require_positive(args, "size", "batch", "flops_size", "flops_batch", "repeat", "objects", "fpn_channels")
     planted = fg_rois(args)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available on this machine")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    config = ModelConfig(fpn_channels=args.fpn_channels, head_channels=args.fpn_channels)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # random init is intended here
-        model = AmodalRCNN(config).to(device)
-    plant_trained_proposals(model, planted)
+    device = torch_device(args)
+    model = bench_model(device, args.fpn_channels, planted)
+    config = model.config
 
-    print(f"machine: {_machine(torch, device)}")
+    print(f"machine: {machine(device)}")
     print(f"config: fpn_channels={config.fpn_channels} head_channels={config.head_channels}, "
           f"planted foreground proposals per image: {args.fg_rois}")
     _print_parameters(model)
@@ -74,13 +60,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_time:
         _print_times(torch, model, device, args, args.size, args.batch)
     return 0
-
-
-def _machine(torch, device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
-    cpu = platform.processor() or platform.machine()
-    return f"CPU {cpu}, {torch.get_num_threads()} torch threads (torch {torch.__version__})"
 
 
 def _count(params) -> int:
@@ -115,28 +94,28 @@ def _autocast(torch, device, amp: str):
 
 
 def _print_flops(torch, model, device, size: int, batch: int, objects: int) -> None:
-    from torch.utils.flop_counter import FlopCounterMode
+    from training.bench.flops import FlopCount
 
     rgb, depth, targets = random_scene(size, batch, objects, device)
     rows = []
     model.train()
     torch.manual_seed(0)
-    with FlopCounterMode(display=False) as counter:
+    with FlopCount() as counter:
         model.features(rgb, depth)
-    rows.append(("shared encoder forward (features)", counter.get_total_flops()))
+    rows.append(("shared encoder forward (features)", counter.total))
     torch.manual_seed(0)
-    with FlopCounterMode(display=False) as counter:
+    with FlopCount() as counter:
         losses = model(rgb, depth, targets)
-    rows.append(("training forward (7 losses)", counter.get_total_flops()))
-    with FlopCounterMode(display=False) as counter:
+    rows.append(("training forward (7 losses)", counter.total))
+    with FlopCount() as counter:
         sum(losses.values()).backward()
-    rows.append(("backward", counter.get_total_flops()))
+    rows.append(("backward", counter.total))
     model.zero_grad(set_to_none=True)
     model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), FlopCount() as counter:
         detections = model(rgb, depth)
     n = sum(len(d["boxes"]) for d in detections)
-    rows.append((f"inference forward ({n} detections)", counter.get_total_flops()))
+    rows.append((f"inference forward ({n} detections)", counter.total))
     model.train()
     print(f"\nGFLOPs at {batch} x {size}x{size} ({objects} objects per image)")
     for name, flops in rows:
