@@ -73,15 +73,18 @@ class ResNet18Branch(nn.Module):
         self.load_state_dict(adapted, strict=False)
 
 
-def read_resnet18_state_dict(path: str | Path) -> dict[str, Tensor]:
+def read_resnet18_state_dict(
+    path: str | Path, argument: str = "ModelConfig.pretrained_path"
+) -> dict[str, Tensor]:
     """Read a torchvision-format ResNet18 state dict from a local file; never downloads.
 
-    Raises FileNotFoundError when the file is absent and ValueError when it is not a tensor dict.
+    Raises FileNotFoundError when the file is absent and ValueError when it is not a tensor dict; the
+    messages name ``argument`` (the config field the path came from).
     """
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(
-            f"ModelConfig.pretrained_path: no file at {str(file)!r}; expected a local torchvision "
+            f"{argument}: no file at {str(file)!r}; expected a local torchvision "
             "ResNet18 state dict, e.g. written by "
             "torch.save(torchvision.models.resnet18(weights=...).state_dict(), path); "
             "set pretrained_path to null for random initialisation"
@@ -89,12 +92,10 @@ def read_resnet18_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign files raise many different types
-        raise ValueError(
-            f"ModelConfig.pretrained_path: cannot read {str(file)!r} as a torch state dict: {exc}"
-        ) from exc
+        raise ValueError(f"{argument}: cannot read {str(file)!r} as a torch state dict: {exc}") from exc
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(
-            f"ModelConfig.pretrained_path: {str(file)!r} holds a {type(state).__name__}, expected a "
+            f"{argument}: {str(file)!r} holds a {type(state).__name__}, expected a "
             "state dict mapping parameter names to tensors"
         )
     return dict(state)
