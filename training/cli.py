@@ -13,6 +13,7 @@ from collections.abc import Sequence
 # Order is the order shown by --help.
 COMMANDS = (
     "synth",
+    "synth-dense",
     "coco",
     "train",
     "evaluate",
@@ -36,7 +37,7 @@ def optional_module(qualified: str):
 
 
 def _load(name: str):
-    return optional_module(f"training.commands.{name}")
+    return optional_module(f"training.commands.{name.replace('-', '_')}")
 
 
 def build_parser() -> argparse.ArgumentParser:
