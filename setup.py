@@ -46,7 +46,8 @@ ROS_BUILD = [
     "ros-kilted-ament-package",
     "catkin-pkg",
 ]
-DEV = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "colcon-common-extensions"]
+# scikit-learn: an independent confusion matrix for the dense-metric tests (tests/test_dense_metrics.py)
+DEV = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "colcon-common-extensions", "scikit-learn>=1.4"]
 
 setup(
     name=PACKAGE,
