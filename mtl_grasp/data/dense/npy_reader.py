@@ -128,13 +128,16 @@ class NpyDenseReader:
         """Sample ``index`` validated; all-invalid depth/normals raise `EmptyTargetError` unless allowed."""
         files = self.files(index)
         raw = {role: load_npy(path) for role, path in files.items()}
-        check_same_size(
-            {role: arr.shape for role, arr in raw.items()}, f"{self.root / self.split} sample {index}"
-        )
         image = as_image(raw["image"], str(files["image"]))
         label = as_label(raw["label"], self.spec.num_classes, str(files["label"]))
         depth = as_depth(raw["depth"], str(files["depth"]))
         normal = as_normal(raw["normal"], str(files["normal"])) if "normal" in raw else None
+        arrays = {"image": image, "label": label, "depth": depth} | (
+            {"normal": normal} if normal is not None else {}
+        )
+        check_same_size(
+            {role: arr.shape for role, arr in arrays.items()}, f"{self.root / self.split} sample {index}"
+        )
         source = str(files["image"])
         if not allow_empty:
             check_not_empty(depth, str(files["depth"]), normal, str(files.get("normal", "")))

@@ -35,7 +35,7 @@ def normal_loss(pred: Tensor, target: Tensor) -> Tensor:
     target is not the zero vector."""
     unit = F.normalize(pred.float(), dim=1, eps=1e-12)
     valid = target.abs().sum(dim=1) > 0  # [B, H, W]
-    return 1.0 - _masked_mean((unit * target).sum(dim=1), valid)
+    return _masked_mean(1.0 - (unit * target).sum(dim=1), valid)  # = 1 - mean cos; 0 with no valid pixel
 
 
 def instance_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
