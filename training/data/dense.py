@@ -29,7 +29,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mtl_grasp.data.dense.checks import EmptyTargetError
-from mtl_grasp.data.dense.sample import DenseSample
+from mtl_grasp.data.dense.sample import DenseReader, DenseSample
 from training.data.dataset import item_generator
 
 SCALES = (1.0, 1.2, 1.5)  # MTAN's RandomScaleCrop
@@ -139,7 +139,7 @@ class DenseDataset(Dataset):
 
     def __init__(
         self,
-        reader,
+        reader: DenseReader,
         tasks: Sequence[str] | None = None,
         augment: bool = False,
         seed: int = 0,

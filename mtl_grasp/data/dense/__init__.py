@@ -11,13 +11,14 @@ from mtl_grasp.data.dense.checks import EmptyTargetError
 from mtl_grasp.data.dense.cityscapes import CityscapesReader
 from mtl_grasp.data.dense.layout import DATASETS, IGNORE_LABEL, DenseDatasetSpec, dataset_spec
 from mtl_grasp.data.dense.npy_reader import NpyDenseReader
-from mtl_grasp.data.dense.sample import DenseSample
+from mtl_grasp.data.dense.sample import DenseReader, DenseSample
 
 __all__ = [
     "DATASETS",
     "IGNORE_LABEL",
     "CityscapesReader",
     "DenseDatasetSpec",
+    "DenseReader",
     "DenseSample",
     "EmptyTargetError",
     "NpyDenseReader",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -60,3 +61,15 @@ class DenseSample:
                     raise ValueError(f"{self.source}: has instance offsets but no instance_mask")
                 out["instance_mask"] = self.instance_mask
         return out
+
+
+class DenseReader(Protocol):
+    """What `NpyDenseReader` and `CityscapesReader` offer (and the torch dataset relies on)."""
+
+    tasks: tuple[str, ...]
+    num_classes: int
+    depth_kind: str  # "depth" (metres) or "disparity" (inverse depth): augmentation scales them oppositely
+
+    def __len__(self) -> int: ...
+
+    def read(self, index: int, allow_empty: bool = False) -> DenseSample: ...

@@ -9,6 +9,7 @@ is the dataset's own label id: NYU-v2's 13-class index for rooms, the CityScapes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,7 +145,7 @@ def _wall_decor(rng: np.random.Generator, size: tuple[float, float, float]) -> B
 
 def _room_item(rng: np.random.Generator, x: float, z: float, far_wall: float) -> list[Primitive]:
     """One piece of furniture (or a standing object) at (x, z) on the floor."""
-    builders = {
+    builders: dict[int, Callable[[], list[Primitive]]] = {
         BED: lambda: _bed(rng, x, z),
         SOFA: lambda: _sofa(rng, x, z),
         FURNITURE: lambda: _cabinet(rng, x, far_wall),

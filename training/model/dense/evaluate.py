@@ -13,6 +13,7 @@ import torch
 
 from mtl_grasp.evaluation.dense import DenseEvaluator
 from training.data.dense import DenseBatch
+from training.model.dense.network import DenseMTLNet
 
 
 def _host(t: torch.Tensor) -> np.ndarray:
@@ -31,7 +32,7 @@ def predictions_to_numpy(predictions: dict[str, torch.Tensor]) -> dict[str, np.n
 
 @torch.no_grad()
 def evaluate_dense(
-    model: torch.nn.Module,
+    model: DenseMTLNet,
     batches: Iterable[DenseBatch],
     device: torch.device | str = "cpu",
     tasks: tuple[str, ...] | None = None,
@@ -39,7 +40,7 @@ def evaluate_dense(
     """``{"<task>/<metric>": value}`` over every batch; the model is restored to its previous mode and
     the global RNG is forked, so an evaluation in the middle of training changes nothing there."""
     tasks = tuple(model.config.tasks if tasks is None else tasks)
-    evaluator = DenseEvaluator(tasks, getattr(model.config, "num_classes", 0))
+    evaluator = DenseEvaluator(tasks, model.config.num_classes)
     was_training = model.training
     model.eval()
     device = torch.device(device)

@@ -60,6 +60,9 @@ def check_targets(
 class DenseMTLNet(nn.Module):
     """Dilated ResNet18 + one decoder per task of ``config.tasks`` (module docstring)."""
 
+    rgb_mean: Tensor  # [1, 3, 1, 1] non-persistent buffers (follow .to(device), not saved)
+    rgb_std: Tensor
+
     def __init__(self, config: DenseModelConfig | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else DenseModelConfig()
