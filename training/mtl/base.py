@@ -30,6 +30,19 @@ from torch import Tensor
 from training.mtl.context import NonFiniteError, StepContext
 from training.mtl.solvers import gram
 
+#: dtypes a gradient combination never computes in (autocast gives bf16/fp16 feature gradients)
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def working_precision(G: Tensor) -> Tensor:
+    """`G` as every gradient combination sees it: float16/bfloat16 promoted to float32, else unchanged.
+
+    Under `amp: bf16` the feature-level gradients G_Z are bf16; combining them in bf16 would make the
+    result depend on the autocast dtype (rank cut-offs, sums of T rows). The direction is therefore
+    computed in at least float32 for every method (solvers run in float64 on the Gram matrix anyway).
+    """
+    return G.float() if G.dtype in _HALF else G
+
 
 class Level(str, enum.Enum):
     """Where per-task gradients are taken."""
@@ -195,10 +208,10 @@ class GradientCombination(MTLMethod):
         # pass head_weights only when used, so StepContext subclasses with the older signature still work
         extra = {} if hw is None else {"head_weights": hw}
         if self.level is Level.PARAMETER:
-            d = self.combine(ctx.param_grads())
+            d = self.combine(working_precision(ctx.param_grads()))
             ctx.backward_shared_direction(d, **extra)
         else:
-            d = self.combine_features(ctx.feature_grads(), ctx)
+            d = self.combine_features(working_precision(ctx.feature_grads()), ctx)
             ctx.backward_feature_direction(d, **extra)
         w = self.last_weights
         return StepReport(weights=None if w is None else w.detach().float(), extras=dict(self.last_extras))
@@ -209,11 +222,10 @@ class GramWeighting(GradientCombination):
 
     Subclasses implement `gram_weights(M) -> α` on the float64 `[T, T]` Gram matrix; the base builds
     M in float64 (chunked), checks α is finite, records it in `last_weights` and applies it in G's
-    dtype. Working on M makes the cost of the method itself O(T²n) for M plus O(Tn) for d.
+    dtype (at least float32: half-precision G is promoted first). Working on M makes the cost of the
+    method itself O(T²n) for M plus O(Tn) for d. Rank decisions use float32's epsilon whatever G's
+    dtype (`solvers.RANK_EPS`, as the reference code), so bf16/fp16/float64 G give the same rank.
     """
-
-    #: machine epsilon of the last G's dtype (set by `combine` before `gram_weights` runs)
-    input_eps: float = float(torch.finfo(torch.float32).eps)
 
     def gram_weights(self, M: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         """Task weights α `[T]` (float64) for the Gram matrix `M [T, T]` (float64)."""
@@ -221,9 +233,8 @@ class GramWeighting(GradientCombination):
 
     def combine(self, G: Tensor) -> Tensor:
         self.check_task_matrix(G)
+        G = working_precision(G)
         M = gram(G)
-        # rank decisions (Aligned-MTL, IMTL-G's pseudo-inverse) follow the precision of the gradients
-        self.input_eps = float(torch.finfo(G.dtype).eps)
         if not np.all(np.isfinite(M)):
             raise NonFiniteError(f"{self.name}: the Gram matrix of G is not finite (gradients too large?)")
         alpha = np.asarray(self.gram_weights(M), dtype=np.float64)

@@ -22,6 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+#: relative eigenvalue cut-off unit for rank decisions (Aligned-MTL, IMTL-G): float32's machine epsilon
+#: whatever the dtype of G, like the reference code (SamsungLabs' ProcrustesSolver uses
+#: `torch.finfo().eps`, the default float32; torch.linalg.pinv on a float32 Gram matrix the same), so
+#: the rank kept does not depend on whether the gradients were bf16, fp16, float32 or float64
+RANK_EPS = float(torch.finfo(torch.float32).eps)
 #: largest T for which MGDA's solver may fall back to checking every support (2^T − 1 small solves)
 _ENUMERATE_MAX_T = 12
 #: column chunk for the float64 Gram accumulation (T x 2^20 doubles = 8 MiB per task)

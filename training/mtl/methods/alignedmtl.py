@@ -4,9 +4,9 @@ feature level).
 Paper: D. Senushkin, N. Patakin, A. Kuznetsov, A. Konushin, "Independent Component Alignment for
 Multi-Task Learning", CVPR 2023, https://arxiv.org/abs/2305.19000.
 
-Update: eigendecompose M = G Gᵀ = VΛVᵀ (float64 `eigh`), keep the rank R with λ > λ_max·T·eps(dtype
-of G); balance matrix B = √λ_s · V_R Λ_R^{-1/2} V_Rᵀ with λ_s = min kept λ ("min"), their lower
-median ("median", as torch.median) or mean ("rmse"). The aligned gradients Ĝ = BG satisfy
+Update: eigendecompose M = G Gᵀ = VΛVᵀ (float64 `eigh`), keep the rank R with λ > λ_max·T·eps, eps =
+float32's epsilon whatever the dtype of G (the reference's `torch.finfo().eps`; `solvers.RANK_EPS`);
+balance matrix B = √λ_s · V_R Λ_R^{-1/2} V_Rᵀ with λ_s = min kept λ ("min"), their lower median ("median", as torch.median) or mean ("rmse"). The aligned gradients Ĝ = BG satisfy
 ĜĜᵀ = λ_s V_R V_Rᵀ: orthogonal
 with equal norms √λ_s on the row space (condition number 1). d = Ĝᵀ1 = Gᵀ(B1), weights α = B1.
 Aligned-MTL-UB is this method with `mtl.level=feature` (G = ∂L/∂Z flattened over the batch, as
@@ -27,6 +27,7 @@ import numpy as np
 
 from training.mtl.base import GramWeighting, Level
 from training.mtl.registry import register
+from training.mtl.solvers import RANK_EPS
 
 _SCALE_MODES = ("min", "median", "rmse")
 
@@ -63,7 +64,7 @@ class AlignedMTL(GramWeighting):
         self.scale_mode = scale_mode
 
     def gram_weights(self, M: np.ndarray) -> np.ndarray:
-        B = balance_matrix(M, self.scale_mode, self.input_eps)
+        B = balance_matrix(M, self.scale_mode, RANK_EPS)
         self.last_extras = {"rank": float(np.linalg.matrix_rank(B)) if np.any(B) else 0.0}
         return B @ np.ones(M.shape[0])
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from training.mtl.base import Level, MTLMethod, StepReport
+from training.mtl.base import Level, MTLMethod, StepReport, working_precision
 from training.mtl.context import NonFiniteError, StepContext
 from training.mtl.registry import register
 
@@ -100,7 +100,7 @@ class CosReg(MTLMethod):
         G = self.task_gradients(ctx)
         if not bool(torch.isfinite(G.detach()).all()):
             raise NonFiniteError("cosreg: non-finite task gradient")
-        R = mean_squared_cosine(G)
+        R = mean_squared_cosine(working_precision(G))  # never in bf16/fp16 (differentiable cast)
         total = ctx.losses.sum() + self.penalty * R.to(ctx.losses.dtype)
         if not torch.isfinite(total):
             raise NonFiniteError(f"cosreg: non-finite total loss {float(total)}")

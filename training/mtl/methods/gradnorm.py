@@ -11,7 +11,7 @@ Update (per step, with the current weights w ≥ 0, Σw = T):
     L_grad = Σ_i |G_i − sg(Ḡ r_i^α)|,  ∂L_grad/∂w_i = sign(G_i − target_i) · n_i  (w enters linearly).
 The network is updated with Σ w_i L_i (w before this step's update; heads weighted too). Then w is
 updated explicitly: w ← w − w_lr · (∂L_grad/∂w) / mean(n), clamped at 0 (no negative weights) and
-renormalised to Σw = T.
+renormalised to Σw = T. Half-precision gradients (bf16 autocast) are promoted to float32 first.
 Hyperparameters: α = 1.5 (the paper's NYUv2 value; LibMTL and Pylon use 1.5), w_lr = 0.025.
 Statefulness: stateful — buffers w, L(0) (the task losses of the first step) and an "initialised" flag.
 Scale: Σw = T, the scale of EW's `G.sum(0)`.
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from training.mtl.base import Level, MTLMethod, StepReport
+from training.mtl.base import Level, MTLMethod, StepReport, working_precision
 from training.mtl.context import StepContext
 from training.mtl.registry import register
 
@@ -74,7 +74,7 @@ class GradNorm(MTLMethod):
         ctx.check_losses_finite()
         if ctx.num_tasks != self.num_tasks:
             raise ValueError(f"gradnorm: built for {self.num_tasks} tasks, ctx has {ctx.num_tasks}")
-        G = ctx.feature_grads() if self.level is Level.FEATURE else ctx.param_grads()
+        G = working_precision(ctx.feature_grads() if self.level is Level.FEATURE else ctx.param_grads())
         norms = torch.linalg.vector_norm(G.double(), dim=1)
         losses = ctx.losses.detach().double().to(self.w.device)
         norms = norms.to(self.w.device)

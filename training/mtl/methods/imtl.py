@@ -7,7 +7,8 @@ IMTL-G (gradient combination, stateless): d = Σ α_i g_i with Σα = 1 and equa
 every unit gradient u_i = g_i/‖g_i‖. Gram form: v = M⁺n with n_i = ‖g_i‖, α = v/Σv (equivalent to the
 paper's D, U closed form). α may be negative. Scale: Σα = 1 (mean-like, about 1/T of EW's G.sum(0)),
 as LibMTL and torchjd.
-  Edge cases: the pseudo-inverse (eigenvalues below λ_max·T·eps(dtype of G) dropped) gives a finite
+  Edge cases: the pseudo-inverse (eigenvalues below λ_max·T·eps dropped, eps = float32's
+  epsilon whatever the dtype of G, as torch.linalg.pinv on a float32 Gram matrix) gives a finite
   least-norm answer for parallel rows, and a zero row gets α_i = 0 (IMTL-G of the other tasks);
   when n lies in M's null space (|Σv| ≈ 0, e.g. exactly opposite gradients for T = 2, or all-zero G)
   no d ≠ 0 has equal projections: α = 0, d = 0.
@@ -30,7 +31,7 @@ from torch import Tensor
 from training.mtl.base import GramWeighting, Level, LossWeighting, StepReport
 from training.mtl.context import StepContext
 from training.mtl.registry import register
-from training.mtl.solvers import normalized_gram
+from training.mtl.solvers import RANK_EPS, normalized_gram
 
 _PAPER = (
     "L. Liu, Y. Li, Z. Kuang, J.-H. Xue, Y. Chen, W. Yang, Q. Liao, W. Zhang, Towards Impartial "
@@ -60,7 +61,7 @@ class IMTLG(GramWeighting):
     paper = _PAPER + " (IMTL-G)"
 
     def gram_weights(self, M: np.ndarray) -> np.ndarray:
-        return imtl_g_weights(M, self.input_eps)
+        return imtl_g_weights(M, RANK_EPS)
 
 
 @register
@@ -94,7 +95,7 @@ class IMTL(GramWeighting):
 
     def gram_weights(self, M: np.ndarray) -> np.ndarray:
         scale = self._scales()
-        alpha = imtl_g_weights(M * np.outer(scale, scale), self.input_eps)  # Gram of the scaled gradients
+        alpha = imtl_g_weights(M * np.outer(scale, scale), RANK_EPS)  # Gram of the scaled gradients
         return alpha * scale  # weights on the raw gradients
 
     def head_weights(self) -> Tensor:
