@@ -205,6 +205,31 @@ def test_mtl_io_adam_with_task_moments_equals_adatask() -> None:
     assert not torch.allclose(_flat(model.parameters()), _flat(a.parameters()), rtol=1e-4)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_mtl_io_stale_variant_is_ew_or_adatask(momentum: float, capsys) -> None:
+    """What `mtl_io` is: EW under SGD (any momentum) and AdaTask under Adam, over 10 steps; only
+    signsgd makes it differ from EW. `python -m training methods mtl_io` says so."""
+    sgd = OptimizerSpec("sgd", lr=0.05, momentum=momentum)
+    ew = _train("ew", sgd, None, steps=10)
+    io = _train("mtl_io", sgd, None, steps=10)
+    torch.testing.assert_close(_flat(io.parameters()), _flat(ew.parameters()), rtol=0, atol=1e-13)
+    adam = OptimizerSpec("adam", lr=0.01)
+    torch.testing.assert_close(
+        _flat(_train("mtl_io", adam, None, steps=10).parameters()),
+        _flat(_train("adatask", adam, None, steps=10).parameters()), rtol=0, atol=1e-13,
+    )
+    sign = OptimizerSpec("signsgd", lr=0.01, momentum=momentum)
+    diff = _flat(_train("mtl_io", sign, None, steps=3).parameters()) - _flat(
+        _train("ew", sign, None, steps=3).parameters()
+    )
+    assert float(diff.abs().max()) > 1e-3  # Σ_i sign(g_i) is not sign(Σ_i g_i)
+    from training.cli import main
+
+    assert main(["methods", "mtl_io"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "it IS EW" in text and "IS adatask" in text and "Stale-gradient variant" in text
+
+
 @pytest.mark.parametrize("rule", ["sgd", "adam", "signsgd"])
 def test_per_task_optimizer_with_shared_moments_and_one_task_matches_the_plain_optimizer(rule: str) -> None:
     spec = OptimizerSpec(rule, lr=0.01, momentum=0.9, weight_decay=0.01)

@@ -12,7 +12,8 @@ HELP = "list the MTL methods: kind, levels, hyperparameters with defaults, cost,
 DESCRIPTION = (
     "Lists every registered MTL method (training/mtl/methods/) with its kind, the levels it runs at "
     "(and why a level does not apply), its hyperparameters with their defaults (pass them as "
-    "mtl.hparams in the training config), the number of backward passes a step costs, and its paper. "
+    "mtl.hparams in the training config), the number of backward passes a step costs, its paper, and a "
+    "NOTE where an implementation reduces to another method (mtl_io). "
     "Give method names to show only those; --json prints machine-readable output."
 )
 
@@ -50,6 +51,7 @@ def describe(name: str) -> dict[str, Any]:
         "stochastic": bool(cls.stochastic),
         "needs_post_step": bool(cls.needs_post_step),
         "paper": cls.paper,
+        "note": str(getattr(cls, "note", "")),
     }
 
 
@@ -66,6 +68,8 @@ def _text(entry: dict[str, Any]) -> str:
     extra = f"; {', '.join(flags)}" if flags else ""
     lines.append(f"  cost:    {entry['cost']} (backward passes per step){extra}")
     lines += textwrap.wrap(entry["paper"], 100, initial_indent="  paper:   ", subsequent_indent=pad)
+    if entry["note"]:
+        lines += textwrap.wrap(entry["note"], 100, initial_indent="  NOTE:    ", subsequent_indent=pad)
     return "\n".join(lines)
 
 

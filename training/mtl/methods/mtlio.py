@@ -1,27 +1,33 @@
-"""MTL-IO: multi-task learning as independent optimisations (alternating per-task steps).
+"""MTL-IO: multi-task learning as independent optimisations — the STALE-GRADIENT variant only.
 
-Paper: Jordan Pascal, Pietro Michiardi, Xavier Bost, Benoit Huet, Maria A. Zuluaga, "Improved
-Optimization Strategies for Deep Multi-Task Networks" (MTL as independent optimizations),
-arXiv 2021, https://arxiv.org/abs/2109.11678
+Paper: Lucas Pascal, Pietro Michiardi, Xavier Bost, Benoit Huet, Maria A. Zuluaga, "Improved
+Optimization Strategies for Deep Multi-Task Networks", arXiv 2021, https://arxiv.org/abs/2109.11678
 
-Update: every step, the tasks are put in a random order and cut into consecutive groups of
-`group_size` tasks (k = 1: one task per group; random task grouping otherwise). For each group in
-turn, one optimiser sub-step is applied to the shared parameters with the group's gradient, using the
-run's optimiser rule (OptimizerSpec: sgd with momentum, adam or signsgd). Moment buffers:
-- ``moments="task"`` (default): one moment slot per task (each task's statistics stay its own);
-- ``moments="shared"``: one slot advanced by every sub-step (the optimiser sees T/k steps per batch).
-Heads take one standard step on Σ_i ∇L_i (disjoint heads only receive their own task's gradient anyway).
-Stale-gradient version: all per-task gradients come from the one forward pass of the step (cost: T
-backbone VJPs, no extra forward). Exact alternation would need a fresh forward after every sub-step,
-which the StepContext does not provide; it is not implemented.
-Sanity property (tested): with plain SGD (momentum 0) one pass over all tasks equals one EW SGD step,
-whatever the order and grouping.
-Note: with stale gradients and per-task moments the sub-steps commute (each slot only sees its own,
-fixed gradient), so order and grouping matter only through weight decay (evaluated at the current θ
-of each sub-step) and, with ``moments="shared"``, through the shared moment buffer. For Adam with
-per-task moments the step then equals AdaTask's up to weight decay.
-Hyperparameters: group_size = 1, moments = "task" (the paper's defaults are not confirmed from its
-method section; these follow its abstract: independent per-task steps).
+What the paper specifies (abstract; the method section was not reachable from this project): the
+averaged objective is replaced by ALTERNATING independent gradient steps on each task's objective,
+combined with state-of-the-art optimisers, and random task grouping trades the extra computation
+against the benefit. "Alternating steps" at a cost in computational time means each task's step is
+taken at the parameters the previous task's step produced, i.e. a fresh forward/backward per
+sub-step (T/k forwards per batch).
+
+What this module implements: every step, the tasks are put in a random order and cut into groups of
+`group_size`; for each group one optimiser sub-step is applied to the shared parameters with the
+group's gradient, using the run's rule (OptimizerSpec: sgd with momentum, adam or signsgd), with
+- ``moments="task"`` (default): one moment slot per task;
+- ``moments="shared"``: one slot advanced by every sub-step.
+Heads take one standard step on Σ_i ∇L_i. But ALL sub-steps use the gradients of the step's single
+forward pass (stale gradients): the StepContext offers no re-forward with a graph, so the paper's
+exact alternation is NOT implemented (it needs the engine to re-run the forward after each sub-step).
+
+Consequence (tested in tests/test_mtl_weighting_optim.py, `test_mtl_io_stale_variant_is_ew_or_adatask`):
+with stale gradients the sub-steps of ``moments="task"`` commute, so
+- with SGD (any momentum) the trajectory IS EW's (equal to round-off over many steps);
+- with Adam it IS AdaTask's (`adatask`);
+- only signsgd (Σ_i sign(m_i) ≠ sign(Σ_i m_i)) and ``moments="shared"`` with momentum/Adam differ
+  from EW/AdaTask, and order/grouping matter only through weight decay or ``moments="shared"``.
+So an "MTL-IO + SGD" or "MTL-IO + Adam" row is EW or AdaTask relabelled; do not report it as a
+distinct result. `python -m training methods mtl_io` says so too.
+Hyperparameters: group_size = 1, moments = "task".
 Statefulness: the moments live in the optimiser returned by `configure_optimizer` (checkpointed by
 the trainer); the order is drawn from torch's global RNG (`torch.randperm`), which checkpoints save.
 Levels: none (per-parameter optimiser state). Scale: the sum over tasks, EW's `G.sum(0)` for SGD.
@@ -45,6 +51,13 @@ class MTLIO(TaskGradientOptimizerMethod):
         "Networks, arXiv 2021, https://arxiv.org/abs/2109.11678"
     )
     stochastic = True
+    #: shown by `python -m training methods`: what this implementation amounts to
+    note = (
+        "Stale-gradient variant (one forward per step), not the paper's alternation with a fresh "
+        "forward per sub-step: with optimizer sgd (any momentum) it IS EW, with adam it IS adatask "
+        "(moments='task'); only signsgd or moments='shared' differ. Do not report an MTL-IO+SGD/Adam "
+        "row as a distinct result."
+    )
 
     def __init__(
         self, num_tasks: int, level: Level | str = Level.PARAMETER, group_size: int = 1, moments: str = "task"
