@@ -65,6 +65,47 @@ def test_dwa_zero_epoch_mean_is_finite_and_epoch_must_not_go_back() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- UW
+def test_dwa_iteration_window_pinned_weights_ignoring_epochs() -> None:
+    """window=2: uniform for 2·2 steps, then r = mean(last 2 steps) / mean(the 2 before)."""
+    m = build("dwa", 2, window=2)
+    steps = [[4.0, 2.0], [2.0, 2.0], [1.0, 3.0], [1.0, 1.0]]  # epoch numbers must not matter here
+    for k, losses in enumerate(steps):
+        rep, _ = _dwa_step(m, losses, epoch=7)
+        assert torch.equal(rep.weights, torch.ones(2, dtype=torch.float64)), k
+    rep, theta = _dwa_step(m, [9.0, 9.0], epoch=7)
+    # last two [1,3],[1,1] -> [1, 2]; two before [4,2],[2,2] -> [3, 2]; r = [1/3, 1]
+    e1, e2 = math.exp(1 / 6), math.exp(0.5)
+    expected = torch.tensor([2 * e1 / (e1 + e2), 2 * e2 / (e1 + e2)], dtype=torch.float64)
+    torch.testing.assert_close(rep.weights, expected)
+    torch.testing.assert_close(theta.grad, expected)
+    # the ring moves on (the current batch never enters its own weights): the next step uses steps 1..4,
+    # last two [1,1],[9,9] -> [5, 5]; two before [2,2],[1,3] -> [1.5, 2.5]; r = [10/3, 2]
+    rep, _ = _dwa_step(m, [3.0, 1.0], epoch=0)
+    e1, e2 = math.exp(5 / 3), math.exp(1.0)
+    torch.testing.assert_close(
+        rep.weights, torch.tensor([2 * e1 / (e1 + e2), 2 * e2 / (e1 + e2)], dtype=torch.float64)
+    )
+    # state round trip mid-ring reproduces the next weights
+    clone = build("dwa", 2, window=2)
+    clone.load_state_dict(m.state_dict())
+    a, _ = _dwa_step(m, [2.0, 5.0], epoch=0)
+    b, _ = _dwa_step(clone, [2.0, 5.0], epoch=0)
+    assert torch.equal(a.weights, b.weights)
+
+
+def test_dwa_warns_when_the_run_ends_inside_its_warm_up() -> None:
+    """The paper regime: 3000 steps of 2000 batches per epoch never leave the 2-epoch warm-up."""
+    (msg,) = build("dwa", 7).schedule_warnings(total_steps=3000, steps_per_epoch=2000)
+    assert "3000 steps" in msg and "2 epochs = 4000 steps" in msg and "window=32" in msg
+    assert build("dwa", 7).schedule_warnings(total_steps=4001, steps_per_epoch=2000) == []
+    assert build("dwa", 7, window=32).schedule_warnings(total_steps=3000, steps_per_epoch=2000) == []
+    (msg,) = build("dwa", 7, window=32).schedule_warnings(total_steps=50, steps_per_epoch=2000)
+    assert "64 steps" in msg
+    assert build("ew", 7).schedule_warnings(10, 10) == []  # the default: no warnings
+    with pytest.raises(ValueError, match="window"):
+        build("dwa", 2, window=-1)
+
+
 def test_uw_objective_weights_and_log_variance_gradient() -> None:
     G = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
     m = build("uw", 2)

@@ -331,3 +331,19 @@ def test_bench_train_prints_ratios_vs_ew(capsys):
     rows = [line.split() for line in out.splitlines()]
     lines = {r[0]: r for r in rows if r[:1] in (["ew"], ["uw"])}  # the table rows
     assert float(lines["ew"][3]) == 1.0 and float(lines["uw"][2]) > 0
+
+
+def test_dwa_run_shorter_than_its_warm_up_warns(data_root, tmp_path):
+    """DWA keeps uniform weights for 2 epochs: a run that ends before is EW, and the trainer says so."""
+    import warnings
+
+    cfg = config_from_dict(tiny(data_root, tmp_path, mtl={"name": "dwa"}))
+    dataset = build_dataset(cfg, "train", False)
+    with pytest.warns(UserWarning, match="trains exactly like EW"):
+        Trainer(cfg, build_model(cfg, CPU), dataset, collate_batch, CPU, hooks=[], loss_names=list(LOSS_NAMES))
+    cfg = config_from_dict(
+        tiny(data_root, tmp_path, mtl={"name": "dwa", "hparams": {"window": 1}}, train={"steps": 3})
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        Trainer(cfg, build_model(cfg, CPU), dataset, collate_batch, CPU, hooks=[], loss_names=list(LOSS_NAMES))

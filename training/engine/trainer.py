@@ -69,6 +69,9 @@ class Trainer:
         self.method = build_method(cfg, len(self.task_spec)).to(device)
         self.optimizer = build_optimizer_for(cfg, model, self.method)
         self.total_steps = cfg.train.steps
+        if self.dist.is_main:
+            for msg in self.method.schedule_warnings(self.total_steps, self.steps_per_epoch):
+                warnings.warn(msg, stacklevel=2)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.total_steps)
         self.step, self.epoch, self.resumed, self.train_time_s = 0, 0, False, 0.0
         self.consecutive_skips = 0

@@ -121,6 +121,13 @@ class MTLMethod(torch.nn.Module):
     def after_step(self, ctx: StepContext) -> None:
         """Called after the optimiser step when `needs_post_step` is set."""
 
+    def schedule_warnings(self, total_steps: int, steps_per_epoch: int) -> list[str]:
+        """Warnings about the run's length for this method (e.g. DWA's warm-up outlasting the run).
+
+        Called once by the trainer before training; the default has none.
+        """
+        return []
+
     def configure_optimizer(
         self,
         shared_params: list[torch.nn.Parameter],
