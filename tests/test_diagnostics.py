@@ -83,9 +83,55 @@ def test_fd_smoothing_changes_values_as_documented() -> None:
         + float(-(pb * pb.log()).sum())
     ) / 3
     assert h_box == pytest.approx(expected_box, rel=1e-6)
-    # smoothing never lowers FD on average (concavity) on random saliency
+    # on random saliency smoothing raises FD (entropy is concave)...
     r = torch.rand(3, 4, 8, 8) ** 4
     assert feature_disentanglement(r, window=3, axis=(-2, -1)) >= feature_disentanglement(r) - 1e-9
+
+
+def test_fd_smoothing_can_lower_fd() -> None:
+    """...but not always: a strong single-task location spreads its low entropy over weak shared ones."""
+    s = torch.tensor([[100.0, 0.5, 0.5], [0.0, 0.5, 0.5]])
+    plain = feature_disentanglement(s)  # (0 + log 2 + log 2) / 3
+    assert plain == pytest.approx(2 * math.log(2) / 3)
+
+    def h(p: list[float]) -> float:
+        q = torch.tensor(p) / sum(p)
+        return float(-(q * q.log()).sum())
+
+    # box sums (truncate): (100.5, 0.5), (101, 1), (1, 1)
+    smoothed = feature_disentanglement(s, window=3, mode="box")
+    assert smoothed == pytest.approx((h([100.5, 0.5]) + h([101, 1]) + h([1, 1])) / 3, rel=1e-6)
+    assert smoothed < plain - 0.2  # 0.260 vs 0.462
+
+
+def _authors_fd(s: torch.Tensor, temperature: float = 0.0) -> float:
+    """The FD paper's authors' formula written out (Pylon get_entropy): every location counts."""
+    a = s.abs().reshape(s.shape[0], -1).double()
+    p = torch.softmax(a / temperature, 0) if temperature > 0 else a / (a.sum(0, keepdim=True) + 1e-7)
+    return float((-(p * torch.log(p + 1e-7)).sum(0)).mean())
+
+
+def test_fd_authors_variant_reproduces_their_formula_and_its_scale_dependence() -> None:
+    gen = torch.Generator().manual_seed(0)
+    s = torch.randn(3, 4, 5, generator=gen) ** 3
+    s[:, 0, :2] = 0.0  # locations no task uses
+    for temperature in (0.0, 0.5):
+        ours = feature_disentanglement(s, zero="count", eps=1e-7, temperature=temperature)
+        assert ours == pytest.approx(_authors_fd(s, temperature), rel=1e-6)
+    # the exact definition is scale-free; theirs reads saliency ~1e-7 as low entropy
+    tiny = torch.full((2, 1), 1e-7)
+    assert feature_disentanglement(tiny) == pytest.approx(math.log(2))
+    assert feature_disentanglement(tiny, zero="count", eps=1e-7) == pytest.approx(
+        -2 * (1 / 3) * math.log(1 / 3 + 1e-7), rel=1e-6
+    )
+    # a zero location: skipped by default, scored 0 (and counted) by the authors' variant
+    z = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    assert feature_disentanglement(z) == pytest.approx(math.log(2))
+    assert feature_disentanglement(z, zero="count") == pytest.approx(math.log(2) / 2)
+    with pytest.raises(ValueError, match="zero"):
+        feature_disentanglement(z, zero="count", window=3, mode="mean")
+    with pytest.raises(ValueError, match="eps"):
+        feature_disentanglement(z, eps=-1.0)
 
 
 def test_fd_axis_and_padding() -> None:
@@ -211,12 +257,34 @@ def test_inter_task_vs_inter_sample_constructed() -> None:
     assert r.inter_sample_cos == pytest.approx(1.0)  # a task points the same way on every sample
     # sample pairs (1,2): 0.8, (1,3): 1, (2,3): 0.8 per task
     assert r.inter_sample_gms == pytest.approx(2.6 / 3)
+    # orthogonal tasks never both have a sign on a coordinate: undefined; samples agree in sign
+    assert math.isnan(r.inter_task_sign_conflict) and r.inter_sample_sign_conflict == 0.0
     assert set(r.as_dict()) == {
         "diag/inter_task_cos",
         "diag/inter_task_gms",
         "diag/inter_sample_cos",
         "diag/inter_sample_gms",
+        "diag/inter_task_sign_conflict",
+        "diag/inter_sample_sign_conflict",
     }
+    assert "diag/inter_task_cos_feature" in r.as_dict(suffix="_feature")
+
+
+def test_sign_conflict_ratio_pinned() -> None:
+    """Share of the coordinates where both rows have a sign on which the signs differ, pooled over pairs."""
+    # one sample, three tasks: t0 = (+, +, -, 0), t1 = (+, -, +, +), t2 = (0, 0, 0, -)
+    G = torch.tensor([[[1.0, 2.0, -1.0, 0.0]], [[3.0, -1.0, 2.0, 5.0]], [[0.0, 0.0, 0.0, -2.0]]])
+    r = inter_task_vs_inter_sample(G)  # [T=3, B=1, n=4]
+    # (t0,t1): 3 signed coordinates, 2 differ -> 2/3; (t0,t2): none signed -> left out; (t1,t2): 1 of 1
+    assert r.inter_task_sign_conflict == pytest.approx((2 / 3 + 1.0) / 2)
+    assert math.isnan(r.inter_sample_sign_conflict)  # one sample: no sample pairs
+    # independent random signs: about one half, and a scale of a row changes nothing
+    gen = torch.Generator().manual_seed(0)
+    R = torch.randn(2, 3, 20000, generator=gen)
+    r = inter_task_vs_inter_sample(R)
+    assert abs(r.inter_task_sign_conflict - 0.5) < 0.01 and abs(r.inter_sample_sign_conflict - 0.5) < 0.01
+    R[0] *= 1e6
+    assert inter_task_vs_inter_sample(R).inter_task_sign_conflict == pytest.approx(r.inter_task_sign_conflict)
 
 
 def test_per_sample_view_regroups_levels() -> None:
@@ -271,6 +339,24 @@ def test_ranking_similarity_ties() -> None:
     x, y = rng.integers(0, 3, 12), rng.integers(0, 3, 12)
     r = ranking_similarity(x, y)
     assert r.s == pytest.approx(0.5 + (r.concordant - r.discordant) / (2 * r.n_pairs))
+
+
+def test_ranking_similarity_tie_rule_of_eq_9() -> None:
+    """ties="sign" is the FD paper's eq. 9: tied in both scores agrees, tied in one disagrees."""
+    a, b = [1.0, 1.0, 2.0], [5.0, 5.0, 7.0]  # pair (0,1) tied in both, the others concordant
+    assert ranking_similarity(a, b, ties="sign").s == pytest.approx(1.0)
+    assert ranking_similarity(a, b, ties="half").s == pytest.approx(2.5 / 3)  # 0.833
+    assert ranking_similarity(a, b, ties="exclude").s == pytest.approx(1.0)
+    # tied in one score only: a disagreement under eq. 9
+    assert ranking_similarity([1.0, 1.0, 2.0], [1.0, 2.0, 3.0], ties="sign").s == pytest.approx(2 / 3)
+    # eq. 9's pitfall: a constant measure scores S = 0 against an untied metric (|S - 0.5| = 0.5)
+    assert ranking_similarity([5, 5, 5], [1, 2, 3], ties="sign").s == 0.0
+    # brute force: eq. 9 over ordered pairs on random tied scores
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        x, y = rng.integers(0, 3, 7), rng.integers(0, 3, 7)
+        agree = [np.sign(x[i] - x[j]) == np.sign(y[i] - y[j]) for i in range(7) for j in range(7) if i != j]
+        assert ranking_similarity(x, y, ties="sign").s == pytest.approx(np.mean(agree))
 
 
 def test_ranking_similarity_bad_input() -> None:

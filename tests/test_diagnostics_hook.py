@@ -73,7 +73,9 @@ def test_fd_alone_never_computes_parameter_gradients(batch: torch.Tensor, monkey
         raise AssertionError("FD alone must not pay for the T backbone VJPs of param_grads()")
 
     monkeypatch.setattr(ctx, "param_grads", forbidden)
-    cfg = DiagnosticsConfig(fd=True, gradient_similarity=False, inter_sample=True)
+    cfg = DiagnosticsConfig(
+        fd=True, gradient_similarity=False, inter_sample=True, inter_sample_levels=["feature"]
+    )
     out = compute_diagnostics(ctx, cfg)
     assert list(out) == cfg.keys() and "diag/gds_param" not in out
     assert ctx._param_grads is None
@@ -101,7 +103,8 @@ def test_list_of_task_losses_gives_the_same_values_as_the_stacked_tensor(batch: 
 
 def test_all_measures_match_independent_gradients(batch: torch.Tensor) -> None:
     net = TinyNet()
-    cfg = DiagnosticsConfig(inter_sample=True, fd_window=3, fd_axis=(-2, -1))
+    cfg = DiagnosticsConfig(inter_sample=True, inter_sample_levels=("parameter", "feature"), fd_window=3,
+                            fd_axis=(-2, -1))  # fmt: skip
     out = compute_diagnostics(_ctx(net, batch), cfg)
     assert list(out) == cfg.keys()
     assert all(math.isfinite(v) for v in out.values())
@@ -135,9 +138,51 @@ def test_all_measures_match_independent_gradients(batch: torch.Tensor) -> None:
         feature_disentanglement(per_level, window=3, axis=(-2, -1)), rel=1e-5
     )
     per_sample = torch.cat([p.reshape(T, 2, -1) for p in per_level], dim=2)
-    inter = inter_task_vs_inter_sample(per_sample).as_dict()
+    inter = inter_task_vs_inter_sample(per_sample).as_dict(suffix="_feature")
     for k, v in inter.items():
-        assert out[k] == pytest.approx(v, abs=1e-5)
+        assert out[k] == pytest.approx(v, abs=1e-5, nan_ok=True), k
+    inter = inter_task_vs_inter_sample(_independent_per_sample_param_grads(net, batch)).as_dict()
+    for k, v in inter.items():
+        assert out[k] == pytest.approx(v, abs=1e-5, nan_ok=True), k
+
+
+def _independent_per_sample_param_grads(net: TinyNet, x: torch.Tensor) -> torch.Tensor:
+    """[T, B, P]: ∂L_i/∂θ_s through sample b only (the other samples' features detached), plain autograd."""
+    shared = list(net.trunk.parameters()) + list(net.down.parameters())
+    rows = []
+    for i in range(T):
+        per_b = []
+        for b in range(x.shape[0]):
+            Z = net.features(x)
+            keep = [torch.arange(z.shape[0]).view(-1, *[1] * (z.dim() - 1)) == b for z in Z]
+            # the trainer's cut: heads read detached leaves; sample b's leaves carry Z_b's graph
+            cut = [torch.where(k, z, z.detach()) for k, z in zip(keep, Z)]
+            loss = net.task_losses(cut)[i]
+            grads = torch.autograd.grad(loss, shared, allow_unused=True)
+            per_b.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                                    for g, p in zip(grads, shared)]))  # fmt: skip
+        rows.append(torch.stack(per_b))
+    return torch.stack(rows)
+
+
+def test_per_sample_parameter_gradients_sum_to_the_task_gradients(batch: torch.Tensor) -> None:
+    from training.diagnostics.inter_sample import per_sample_param_grads
+
+    net = TinyNet()
+    ctx = _ctx(net, batch)
+    per_sample = per_sample_param_grads(ctx.feature_grads(), list(ctx.features), list(ctx.shared_params))
+    assert per_sample.shape == (T, 2, sum(p.numel() for p in ctx.shared_params))
+    torch.testing.assert_close(per_sample.sum(1), ctx.param_grads(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(per_sample, _independent_per_sample_param_grads(TinyNet(), batch),
+                               rtol=1e-5, atol=1e-7)  # fmt: skip
+    # the parameter and feature versions are different numbers on the same batch
+    cfg = DiagnosticsConfig(fd=False, gradient_similarity=False, inter_sample=True,
+                            inter_sample_levels=("parameter", "feature"))  # fmt: skip
+    out = compute_diagnostics(ctx, cfg)
+    assert list(out)[:6] == [f"diag/{k}" for k in ("inter_task_cos", "inter_task_gms", "inter_sample_cos",
+                                                   "inter_sample_gms", "inter_task_sign_conflict",
+                                                   "inter_sample_sign_conflict")]  # fmt: skip
+    assert out["diag/inter_sample_cos"] != pytest.approx(out["diag/inter_sample_cos_feature"], abs=1e-3)
 
 
 def test_diagnostics_do_not_change_the_update(batch: torch.Tensor) -> None:
@@ -167,6 +212,8 @@ def test_config_schedule_validation_and_empty_cases(batch: torch.Tensor) -> None
     ]
     for bad, word in [
         ({"levels": ["pixel"]}, "levels"),
+        ({"inter_sample_levels": ["pixel"]}, "inter_sample_levels"),
+        ({"fd_eps": -1.0}, "fd_eps"),
         ({"fd_window": 2}, "fd_window"),
         ({"fd_mode": "x"}, "fd_mode"),
         ({"every": -1}, "every"),

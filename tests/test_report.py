@@ -154,3 +154,19 @@ def test_run_loading_and_smoothing(runs: list[Path]) -> None:
     assert np.allclose(moving_average(x, 3)[1:-1], x[1:-1])  # linear data is unchanged inside
     assert moving_average(x, 3)[0] == pytest.approx(0.5)  # truncated window at the border
     assert not math.isnan(moving_average(x, 20).sum())
+
+
+def test_level_table_pairs_ub_aliases_with_their_parameter_level_method(tmp_path: Path) -> None:
+    """mgda_ub / alignedmtl_ub runs are the feature level of mgda / alignedmtl in table_levels."""
+    dirs = []
+    for method, level, quality in [
+        ("ew", "parameter", 0.3), ("mgda", "parameter", 0.4), ("mgda_ub", "feature", 0.2),
+        ("alignedmtl", "parameter", 0.5), ("alignedmtl_ub", "feature", 0.25),
+    ]:  # fmt: skip
+        dirs.append(write_run(tmp_path / "runs" / method / "seed0", method, level, 0, quality, 1.0, steps=20))
+    out = tmp_path / "report"
+    assert main(["report", *map(str, dirs), "--out", str(out)]) == 0
+    levels = json.loads((out / "report.json").read_text())["levels"]
+    assert set(levels) == {"mgda / mgda_ub", "alignedmtl / alignedmtl_ub"}
+    assert levels["mgda / mgda_ub"]["bbox/mAP"]["relative_change"] == pytest.approx((0.2 - 0.4) / 0.4)
+    assert "| mgda / mgda_ub |" in (out / "table_levels.md").read_text()

@@ -35,9 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ties",
-        choices=("half", "exclude"),
+        choices=("half", "sign", "exclude"),
         default="half",
-        help="ranking similarity: tied pairs count 1/2 (default) or are left out",
+        help="ranking similarity: a pair tied in either score counts 1/2 (default); 'sign': the FD "
+        "paper's eq. 9 (tied in both = agree, tied in one = disagree); 'exclude': tied pairs left out",
     )
 
 

@@ -10,7 +10,7 @@ Locations are the elements of the saliency tensors after the task dimension, i.e
 y, x) for per-sample feature gradients: no batch reduction, so a location is never a mix of images.
 
 Neighbourhood smoothing (the j−1, j, j+1 of the paper's Figure 1; its exact meaning is unconfirmed):
-- `window=1` (default): none — the formal definition above, as in the authors' reference code.
+- `window=1` (default): none — the formal definition above.
 - `window=3, mode="box"`: box-filter each task's saliency along `axis` before normalising
   (`s̃_ij = Σ_{k∈N(j)} s_ik`).
 - `window=3, mode="mean"`: average the per-location task distributions of the neighbours
@@ -18,12 +18,22 @@ Neighbourhood smoothing (the j−1, j, j+1 of the paper's Figure 1; its exact me
 `axis` is one dimension (a 1-D neighbourhood, default the last one, i.e. x for [T, B, C, H, W]) or a
 tuple of dimensions (e.g. (-2, -1): a window×window spatial neighbourhood). At the borders the
 neighbourhood is truncated (`padding="truncate"`, default) or the border value is repeated
-(`padding="replicate"`). Both modes can only raise FD on average (entropy is concave).
+(`padding="replicate"`). Smoothing can raise or lower FD: every smoothed location's entropy is at
+least the (saliency-weighted) mean of its neighbours' entropies (entropy is concave), but a strong
+single-task location spreads its low entropy over weak shared neighbours (pinned in the tests).
 
 Locations where no task has any saliency (`Σ_k s_kj = 0`; ReLU sparsity, or image regions no ROI
 touched) carry no information about sharing: `zero="skip"` (default) leaves them out of the mean,
-`zero="uniform"` counts them as uniform (entropy log T). In "mean" mode a skipped location also drops
-out of its neighbours' averages. If every location is skipped FD is NaN.
+`zero="uniform"` counts them as uniform (entropy log T), `zero="count"` counts them with the value
+the formula gives (0 with the L1 normalisation, log T with a softmax). In "mean" mode a skipped
+location also drops out of its neighbours' averages. If every location is skipped FD is NaN.
+
+`eps` (default 0): the authors' code (Pylon `utils/gradients.py::get_entropy`) normalises with
+`s / (Σ_k s_k + 1e-7)` and takes `−Σ p log(p + 1e-7)` over every location. `zero="count", eps=1e-7`
+reproduces it exactly (window 1, either temperature); it makes FD depend on the gradient scale
+(gradients of norm ≲ 1e-7 per location read as low entropy) and counts zero-saliency locations as 0,
+so it is NOT the default: `window=1, zero="skip", eps=0` is the formal definition, which the
+authors' code matches only where some task has saliency ≫ 1e-7.
 
 `temperature > 0` replaces the L1 normalisation by `softmax(s/temperature)` over tasks (the authors'
 code offers both); with a box window the softmax is taken of the neighbourhood *mean* so that the
@@ -39,7 +49,7 @@ import torch
 from torch import Tensor
 
 MODES = ("box", "mean")
-ZERO_RULES = ("skip", "uniform")
+ZERO_RULES = ("skip", "uniform", "count")
 PADDINGS = ("truncate", "replicate")
 
 
@@ -65,15 +75,19 @@ def _smooth(x: Tensor, dims: Sequence[int], radius: int, padding: str) -> Tensor
     return x
 
 
-def _normalise(s: Tensor, temperature: float) -> Tensor:
-    """Distribution over tasks (dim 0) per location."""
+def _normalise(s: Tensor, temperature: float, eps: float = 0.0) -> Tensor:
+    """Distribution over tasks (dim 0) per location (`eps` added to the L1 total, as the authors' code)."""
     if temperature > 0:
         return torch.softmax(s / temperature, dim=0)
     total = s.sum(dim=0, keepdim=True)
+    if eps > 0:
+        return s / (total + eps)
     return s / torch.where(total > 0, total, torch.ones_like(total))
 
 
-def _entropy(p: Tensor) -> Tensor:
+def _entropy(p: Tensor, eps: float = 0.0) -> Tensor:
+    if eps > 0:
+        return -(p * torch.log(p + eps)).sum(dim=0)  # the authors' −Σ p log(p + eps)
     return -torch.special.xlogy(p, p).sum(dim=0)  # 0·log 0 = 0
 
 
@@ -97,7 +111,8 @@ def _resolve_axes(axis: int | Sequence[int], ndim: int, index: int) -> list[int]
 
 
 def _entropy_sum(
-    s: Tensor, window: int, mode: str, axes: list[int], zero: str, padding: str, temperature: float
+    s: Tensor, window: int, mode: str, axes: list[int], zero: str, padding: str, temperature: float,
+    eps: float = 0.0,
 ) -> tuple[float, int]:
     """(Σ_j H_j over counted locations, number of counted locations) for one saliency tensor."""
     T = s.shape[0]
@@ -113,7 +128,7 @@ def _entropy_sum(
             s = s / _smooth(ones, axes, radius, padding)
     total = s.sum(dim=0)
     has_signal = total > 0
-    p = _normalise(s, temperature)
+    p = _normalise(s, temperature, eps)
     if window > 1 and mode == "mean":
         valid = has_signal if zero == "skip" else torch.ones_like(has_signal)
         if zero == "uniform":
@@ -123,10 +138,12 @@ def _entropy_sum(
         weight = _smooth(v.unsqueeze(0), axes, radius, padding)[0]
         counted = weight > 0
         p = p / torch.where(counted, weight, torch.ones_like(weight)).unsqueeze(0)
-        H = _entropy(p)
+        H = _entropy(p, eps)
     else:
-        H = _entropy(p)
-        if zero == "uniform":
+        H = _entropy(p, eps)
+        if zero == "count":
+            counted = torch.ones_like(has_signal)
+        elif zero == "uniform":
             counted = torch.ones_like(has_signal)
             H = torch.where(has_signal, H, torch.full_like(H, math.log(T)))
         else:
@@ -143,6 +160,7 @@ def feature_disentanglement(
     normalized: bool = False,
     padding: str = "truncate",
     temperature: float = 0.0,
+    eps: float = 0.0,
 ) -> float:
     """FD: mean over locations of the entropy of the per-location task distribution of saliency.
 
@@ -151,8 +169,9 @@ def feature_disentanglement(
         locations of all of them.
     window: odd neighbourhood size, 1 = no smoothing. mode: "box" | "mean" (see the module docstring).
     axis: dimension(s) of each tensor the neighbourhood runs along (never 0, the task dimension).
-    zero: "skip" | "uniform", the rule for locations without saliency. padding: "truncate" | "replicate".
-    normalized: divide by log T. temperature: 0 = L1 normalisation, > 0 = softmax(s / temperature).
+    zero: "skip" | "uniform" | "count", the rule for locations without saliency. padding: "truncate" |
+    "replicate". normalized: divide by log T. temperature: 0 = L1 normalisation, > 0 = softmax(s / T°).
+    eps: stabiliser of the authors' code (1e-7 there; with zero="count" their FD exactly), 0 = none.
     Returns NaN when every location is skipped.
     """
     tensors = [saliency] if isinstance(saliency, Tensor) else list(saliency)
@@ -170,6 +189,13 @@ def feature_disentanglement(
         raise ValueError(f"padding: expected one of {PADDINGS}, got {padding!r}")
     if not temperature >= 0:
         raise ValueError(f"temperature: expected >= 0 (0 = L1 normalisation), got {temperature!r}")
+    if zero == "count" and window > 1 and mode == "mean":
+        raise ValueError(
+            "zero: 'count' keeps zero-saliency locations with p = 0, which is no distribution to average "
+            "in mode='mean'; use window=1 (the authors' code has no smoothing), mode='box' or another rule"
+        )
+    if not eps >= 0:
+        raise ValueError(f"eps: expected >= 0 (0 = exact; the authors' code uses 1e-7), got {eps!r}")
     T = None
     total, count = 0.0, 0
     for k, s in enumerate(tensors):
@@ -191,7 +217,7 @@ def feature_disentanglement(
             raise ValueError(f"saliency[{k}]: expected finite values, found NaN/inf")
         axes = _resolve_axes(axis, s.dim(), k) if window > 1 else []
         with torch.no_grad():
-            h, c = _entropy_sum(s.detach(), window, mode, axes, zero, padding, temperature)
+            h, c = _entropy_sum(s.detach(), window, mode, axes, zero, padding, temperature, eps)
         total += h
         count += c
     if count == 0:

@@ -12,8 +12,12 @@ Keys (all floats; NaN where a measure is undefined for this step, e.g. every tas
     diag/fd
     diag/gds_param, diag/gms_param, diag/cr_param          (levels contains "parameter")
     diag/gds_feature, diag/gms_feature, diag/cr_feature    (levels contains "feature")
-    diag/inter_task_cos, diag/inter_task_gms,
-    diag/inter_sample_cos, diag/inter_sample_gms           (inter_sample=True)
+    diag/inter_task_{cos,gms,sign_conflict},
+    diag/inter_sample_{cos,gms,sign_conflict}              (inter_sample=True, "parameter" in
+                                                            inter_sample_levels: the study's measure)
+    diag/inter_task_{cos,gms,sign_conflict}_feature, ...   ("feature" in inter_sample_levels)
+The parameter-level inter-sample measures cost T·B backbone VJPs and hold T·B·P numbers (P = shared
+parameters) for the step: enable them with a large `every`.
 """
 
 from __future__ import annotations
@@ -27,11 +31,22 @@ from torch import Tensor
 
 from training.diagnostics.feature_disentanglement import MODES, PADDINGS, ZERO_RULES, feature_disentanglement
 from training.diagnostics.gradient_similarity import GradientSimilarity
-from training.diagnostics.inter_sample import inter_task_vs_inter_sample, per_sample_view
+from training.diagnostics.inter_sample import (
+    inter_task_vs_inter_sample,
+    per_sample_param_grads,
+    per_sample_view,
+)
 from training.mtl.context import StepContext
 
 LEVELS = ("parameter", "feature")
 _SUFFIX = {"parameter": "param", "feature": "feature"}
+#: inter-task vs inter-sample measures, in the order of `InterSimilarity`; the parameter level (the
+#: study's definition) has no suffix
+INTER_KEYS = (
+    "inter_task_cos", "inter_task_gms", "inter_sample_cos", "inter_sample_gms",
+    "inter_task_sign_conflict", "inter_sample_sign_conflict",
+)  # fmt: skip
+INTER_SUFFIX = {"parameter": "", "feature": "_feature"}
 
 
 @dataclass
@@ -41,8 +56,11 @@ class DiagnosticsConfig:
     every: compute on steps where `step % every == 0`; 0 disables all diagnostics.
     fd: feature disentanglement; fd_* are the options of `feature_disentanglement` (fd_axis refers to
         the dimensions of one FPN level's per-task gradient [T, B, C, H, W]; -1 = along x).
+        fd_zero="count", fd_eps=1e-7 reproduces the FD paper's authors' code (Pylon get_entropy).
     gradient_similarity: GDS, GMS and conflict ratio at each of `levels`.
-    inter_sample: inter-task vs inter-sample similarity of the per-sample feature gradients.
+    inter_sample: inter-task vs inter-sample similarity of per-sample gradients, at each of
+        `inter_sample_levels`: "parameter" (w.r.t. the shared parameters, the study's definition;
+        T·B backbone VJPs) and/or "feature" (w.r.t. Z, cheap; logged with a `_feature` suffix).
     """
 
     every: int = 10
@@ -56,13 +74,18 @@ class DiagnosticsConfig:
     fd_padding: str = "truncate"
     fd_temperature: float = 0.0
     fd_normalized: bool = False
+    fd_eps: float = 0.0
     inter_sample: bool = False
+    inter_sample_levels: tuple[str, ...] = ("parameter",)
 
     def __post_init__(self) -> None:
         # YAML gives lists; keep the dataclass hashable/comparable with tuples
         if isinstance(self.levels, str):
             self.levels = (self.levels,)
         self.levels = tuple(self.levels)
+        if isinstance(self.inter_sample_levels, str):
+            self.inter_sample_levels = (self.inter_sample_levels,)
+        self.inter_sample_levels = tuple(self.inter_sample_levels)
         if not isinstance(self.fd_axis, int):
             self.fd_axis = tuple(self.fd_axis)
         self.validate()
@@ -70,9 +93,10 @@ class DiagnosticsConfig:
     def validate(self) -> None:
         if not isinstance(self.every, int) or self.every < 0:
             raise ValueError(f"diagnostics.every: expected an int >= 0 (0 = off), got {self.every!r}")
-        bad = [lv for lv in self.levels if lv not in LEVELS]
-        if bad:
-            raise ValueError(f"diagnostics.levels: expected a subset of {LEVELS}, got {list(self.levels)}")
+        for name in ("levels", "inter_sample_levels"):
+            given = getattr(self, name)
+            if any(lv not in LEVELS for lv in given):
+                raise ValueError(f"diagnostics.{name}: expected a subset of {LEVELS}, got {list(given)}")
         if not isinstance(self.fd_window, int) or self.fd_window < 1 or self.fd_window % 2 == 0:
             raise ValueError(f"diagnostics.fd_window: expected an odd int >= 1, got {self.fd_window!r}")
         if self.fd_mode not in MODES:
@@ -83,6 +107,8 @@ class DiagnosticsConfig:
             raise ValueError(f"diagnostics.fd_padding: expected one of {PADDINGS}, got {self.fd_padding!r}")
         if not self.fd_temperature >= 0:
             raise ValueError(f"diagnostics.fd_temperature: expected >= 0, got {self.fd_temperature!r}")
+        if not self.fd_eps >= 0:
+            raise ValueError(f"diagnostics.fd_eps: expected >= 0 (authors' code: 1e-7), got {self.fd_eps!r}")
 
     def due(self, step: int) -> bool:
         """Whether diagnostics run at `step`."""
@@ -96,10 +122,9 @@ class DiagnosticsConfig:
                 if lv in self.levels:
                     out += [f"diag/{m}_{_SUFFIX[lv]}" for m in ("gds", "gms", "cr")]
         if self.inter_sample:
-            out += [
-                f"diag/{k}"
-                for k in ("inter_task_cos", "inter_task_gms", "inter_sample_cos", "inter_sample_gms")
-            ]
+            for lv in LEVELS:
+                if lv in self.inter_sample_levels:
+                    out += [f"diag/{k}{INTER_SUFFIX[lv]}" for k in INTER_KEYS]
         return out
 
     @classmethod
@@ -131,6 +156,23 @@ def _similarity(G: Tensor, suffix: str) -> dict[str, float]:
     }
 
 
+def _inter_task_vs_inter_sample(ctx: StepContext, G_Z: Tensor, levels: Sequence[str]) -> dict[str, float]:
+    """The inter-task vs inter-sample measures at `levels`, in the order of `DiagnosticsConfig.keys`."""
+    out: dict[str, float] = {}
+    for lv in LEVELS:
+        if lv not in levels:
+            continue
+        if lv == "parameter":
+            # T·B vector-Jacobian products through the backbone (grad mode as the caller left it)
+            per_sample = per_sample_param_grads(G_Z, list(ctx.features), list(ctx.shared_params))
+        else:
+            per_sample = per_sample_view(G_Z, list(ctx.features))
+        with torch.no_grad():
+            out.update(inter_task_vs_inter_sample(per_sample).as_dict(suffix=INTER_SUFFIX[lv]))
+        del per_sample
+    return out
+
+
 def compute_diagnostics(ctx: StepContext, cfg: DiagnosticsConfig) -> dict[str, float]:
     """The enabled diagnostics of this step (see the module docstring for keys and costs).
 
@@ -142,6 +184,7 @@ def compute_diagnostics(ctx: StepContext, cfg: DiagnosticsConfig) -> dict[str, f
         return {}
     out: dict[str, float] = {}
     need_features = cfg.fd or cfg.inter_sample or (cfg.gradient_similarity and "feature" in cfg.levels)
+    inter_levels = cfg.inter_sample_levels if cfg.inter_sample else ()
     need_params = cfg.gradient_similarity and "parameter" in cfg.levels
     # gradients first, with grad mode as the caller left it; the measures are plain tensor maths
     G_Z = ctx.feature_grads() if need_features else None
@@ -157,12 +200,13 @@ def compute_diagnostics(ctx: StepContext, cfg: DiagnosticsConfig) -> dict[str, f
                 normalized=cfg.fd_normalized,
                 padding=cfg.fd_padding,
                 temperature=cfg.fd_temperature,
+                eps=cfg.fd_eps,
             )
         if cfg.gradient_similarity:
             if G_P is not None:
                 out.update(_similarity(G_P, "param"))
             if "feature" in cfg.levels and G_Z is not None:
                 out.update(_similarity(G_Z, "feature"))
-        if cfg.inter_sample and G_Z is not None:
-            out.update(inter_task_vs_inter_sample(per_sample_view(G_Z, list(ctx.features))).as_dict())
+    if inter_levels and G_Z is not None:
+        out.update(_inter_task_vs_inter_sample(ctx, G_Z, inter_levels))
     return {k: (float(v) if v is not None else math.nan) for k, v in out.items()}

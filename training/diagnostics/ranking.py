@@ -6,10 +6,15 @@ judged by |S − 0.5|; S > 0.5 means "higher measure ↔ higher metric", S < 0.5
 is just as informative. `signed = S − 0.5` keeps both: its magnitude is the reported |S − 0.5|, its sign
 the direction. Without ties S = (1 + τ)/2 with Kendall's τ, hence |S − 0.5| = |τ|/2.
 
-Ties (a pair equal in `a` or in `b`):
-- ties="half" (default): the pair counts ½, as neither agreeing nor disagreeing. Then S = (1 + τ_a)/2
-  holds with ties too, and a measure that cannot tell the methods apart scores exactly 0.5 (no
-  information) instead of being judged on the few pairs it does separate.
+Ties (a pair equal in `a` or in `b`) — the rules differ only on tied pairs:
+- ties="half" (default): a pair tied in either score counts ½, as neither agreeing nor disagreeing.
+  Then S = (1 + τ_a)/2 holds with ties too, and a measure that cannot tell the methods apart scores
+  exactly 0.5 (no information) instead of being judged on the few pairs it does separate.
+- ties="sign": the paper's eq. 9 literally, 1[sign(a_i − a_j) = sign(b_i − b_j)]: a pair tied in BOTH
+  scores agrees (sign 0 = sign 0, counts 1), a pair tied in only one disagrees (counts 0). Use it to
+  reproduce the FD paper's numbers. Example: 3 items, a = (1, 1, 2), b = (5, 5, 7): "sign" gives
+  S = 1.0, "half" 2.5/3 = 0.833. Its pitfall: a constant measure against untied metrics gets S = 0,
+  i.e. |S − 0.5| = 0.5, the largest possible "information".
 - ties="exclude": tied pairs leave the numerator and the denominator (S = C/(C+D), Goodman-Kruskal
   γ-like); S is NaN when every pair is tied.
 Numpy only: the report uses it without torch.
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TIE_RULES = ("half", "exclude")
+TIE_RULES = ("half", "sign", "exclude")
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,9 @@ def ranking_similarity(
     tied = int(prod.size) - C - D
     if ties == "half":
         s = (C + 0.5 * tied) / prod.size
+    elif ties == "sign":
+        both = int(((x[i] == x[j]) & (y[i] == y[j])).sum())  # sign 0 = sign 0: agreement in eq. 9
+        s = (C + both) / prod.size
     else:
         s = C / (C + D) if C + D else math.nan
     return RankingSimilarity(float(s), C, D, tied, ties)

@@ -52,8 +52,15 @@ FAMILIES = (
     ),
     (
         "inter",
-        "Inter-task vs inter-sample similarity (feature level)",
-        ("diag/inter_task_cos", "diag/inter_sample_cos", "diag/inter_task_gms", "diag/inter_sample_gms"),
+        "Inter-task vs inter-sample similarity (shared-parameter gradients; _feature: w.r.t. Z)",
+        tuple(
+            f"diag/{k}{suffix}"
+            for suffix in ("", "_feature")
+            for k in (
+                "inter_task_cos", "inter_sample_cos", "inter_task_gms", "inter_sample_gms",
+                "inter_task_sign_conflict", "inter_sample_sign_conflict",
+            )
+        ),  # fmt: skip
     ),
 )
 KEY_LABELS = {
@@ -68,6 +75,14 @@ KEY_LABELS = {
     "diag/inter_sample_cos": "inter-sample cos",
     "diag/inter_task_gms": "inter-task GMS",
     "diag/inter_sample_gms": "inter-sample GMS",
+    "diag/inter_task_sign_conflict": "inter-task sign conflict",
+    "diag/inter_sample_sign_conflict": "inter-sample sign conflict",
+    "diag/inter_task_cos_feature": "inter-task cos (feature)",
+    "diag/inter_sample_cos_feature": "inter-sample cos (feature)",
+    "diag/inter_task_gms_feature": "inter-task GMS (feature)",
+    "diag/inter_sample_gms_feature": "inter-sample GMS (feature)",
+    "diag/inter_task_sign_conflict_feature": "inter-task sign conflict (feature)",
+    "diag/inter_sample_sign_conflict_feature": "inter-sample sign conflict (feature)",
 }
 METRIC_LABELS = {f"{p}/{m}": f"{t} {m}" for t, p in TASK_METRICS for m in ("mAP", "mAR")}
 
@@ -150,10 +165,34 @@ def benchmark_table(
     return _markdown(header, rows) + "\n" + note + "\n", data
 
 
+def _parameter_level_name(method: str) -> str:
+    """The registered method that a feature-only alias runs at the parameter level (mgda_ub -> mgda).
+
+    Found from the registry: a feature-only method whose class derives from (or is) another registered
+    method pairs with it. Unknown names stay as they are.
+    """
+    try:
+        from training.mtl.base import Level
+        from training.mtl.registry import get, names
+
+        cls = get(method)
+        if tuple(cls.levels) != (Level.FEATURE,):
+            return cls.name
+        for other in names():
+            base = get(other)
+            if other != method and Level.PARAMETER in base.levels and issubclass(cls, base):
+                return other
+        return cls.name
+    except Exception:  # noqa: BLE001 - the registry is only a hint for pairing; never fail a report on it
+        return method
+
+
 def level_table(groups: Sequence[MethodGroup]) -> tuple[str, dict]:
+    """Methods run at both levels; `mgda_ub` / `alignedmtl_ub` runs are the feature level of `mgda` /
+    `alignedmtl` (a feature-level run of the base method wins if both exist)."""
     by_method: dict[str, dict[str | None, MethodGroup]] = {}
-    for g in groups:
-        by_method.setdefault(g.method, {})[g.level] = g
+    for g in sorted(groups, key=lambda g: g.method != _parameter_level_name(g.method)):
+        by_method.setdefault(_parameter_level_name(g.method), {}).setdefault(g.level, g)
     header = ["Method"] + [METRIC_LABELS[k] for k in SUMMARY_METRICS]
     rows, data = [], {}
     for method, levels in by_method.items():
@@ -168,8 +207,9 @@ def level_table(groups: Sequence[MethodGroup]) -> tuple[str, dict]:
             rel = (fm - pm) / abs(pm) if math.isfinite(pm) and pm != 0 else math.nan
             cells.append("\u2014" if not math.isfinite(rel) else f"{100 * rel:+.1f}%")
             entry[k] = {"parameter": pm, "feature": fm, "relative_change": rel}
-        rows.append([method] + cells)
-        data[method] = entry
+        label = method if feat.method == method else f"{method} / {feat.method}"
+        rows.append([label] + cells)
+        data[label] = entry
     if not rows:
         return "No method was run at both the parameter and the feature level.\n", {}
     note = (
