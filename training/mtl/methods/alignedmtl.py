@@ -6,9 +6,10 @@ Multi-Task Learning", CVPR 2023, https://arxiv.org/abs/2305.19000.
 
 Update: eigendecompose M = G Gᵀ = VΛVᵀ (float64 `eigh`), keep the rank R with λ > λ_max·T·eps, eps =
 float32's epsilon whatever the dtype of G (the reference's `torch.finfo().eps`; `solvers.RANK_EPS`);
-balance matrix B = √λ_s · V_R Λ_R^{-1/2} V_Rᵀ with λ_s = min kept λ ("min"), their lower median ("median", as torch.median) or mean ("rmse"). The aligned gradients Ĝ = BG satisfy
-ĜĜᵀ = λ_s V_R V_Rᵀ: orthogonal
-with equal norms √λ_s on the row space (condition number 1). d = Ĝᵀ1 = Gᵀ(B1), weights α = B1.
+balance matrix B = √λ_s · V_R Λ_R^{-1/2} V_Rᵀ with λ_s = min kept λ ("min"), their lower median
+("median", as torch.median) or mean ("rmse"). The aligned gradients Ĝ = BG satisfy
+ĜĜᵀ = λ_s V_R V_Rᵀ: orthogonal with equal norms √λ_s on the row space (condition number 1).
+d = Ĝᵀ1 = Gᵀ(B1), weights α = B1.
 Aligned-MTL-UB is this method with `mtl.level=feature` (G = ∂L/∂Z flattened over the batch, as
 SamsungLabs `amtlub`), then one backward of d_Z.
 Hyperparameters: scale_mode "min" (SamsungLabs, torchjd). Stateless.
