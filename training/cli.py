@@ -22,6 +22,7 @@ COMMANDS = (
     "report",
     "sweep",
     "bench",
+    "toy",
     "demo",
 )
 
