@@ -55,8 +55,8 @@ class MTLIO(TaskGradientOptimizerMethod):
     note = (
         "Stale-gradient variant (one forward per step), not the paper's alternation with a fresh "
         "forward per sub-step: with optimizer sgd (any momentum) it IS EW, with adam it IS adatask "
-        "(moments='task'); only signsgd or moments='shared' differ. Do not report an MTL-IO+SGD/Adam "
-        "row as a distinct result."
+        "(moments='task'); only signsgd, or moments='shared' with momentum or adam, differ. Do not "
+        "report an MTL-IO + SGD/Adam row as a distinct result."
     )
 
     def __init__(
