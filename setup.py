@@ -47,7 +47,10 @@ ROS_BUILD = [
     "catkin-pkg",
 ]
 # scikit-learn: an independent confusion matrix for the dense-metric tests (tests/test_dense_metrics.py)
-DEV = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "colcon-common-extensions", "scikit-learn>=1.4"]
+DEV = [
+    "pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy>=1.10", "colcon-common-extensions",
+    "scikit-learn>=1.4",
+]
 
 setup(
     name=PACKAGE,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -19,9 +20,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from training.config import config_from_dict
+from training.engine.assembly import build_run, build_trainer
 from training.engine.hooks import Hook
-from training.engine.trainer import Trainer
-from training.tasks import TaskSpec
 
 TASKS = ("a", "b", "c")
 CASES = [("ew", "parameter"), ("dwa", "parameter"), ("mgda", "parameter"), ("mgda", "feature"),
@@ -29,24 +29,36 @@ CASES = [("ew", "parameter"), ("dwa", "parameter"), ("mgda", "parameter"), ("mgd
 STEPS, GLOBAL_BATCH = 3, 4
 
 
+class TinyBatch(NamedTuple):
+    x: torch.Tensor  # [B, 4, 8, 8]
+    y: torch.Tensor  # [B, T]
+
+    def to(self, device: torch.device) -> TinyBatch:
+        return TinyBatch(self.x.to(device), self.y.to(device))
+
+
 class TinyNet(nn.Module):
-    """features -> [Z1 [B,6,8,8], Z2 [B,6,4,4]]; one linear head per task on pooled Z."""
+    """A second model family for the engine: features(batch) -> [Z1 [B,6,8,8], Z2 [B,6,4,4]]; one
+    linear head per task on pooled Z."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(4, 6, 3, padding=1)
         self.heads_ = nn.ModuleList(nn.Linear(12, 1) for _ in TASKS)
 
-    def features(self, rgb, depth):
-        z1 = torch.tanh(self.conv(torch.cat([rgb, depth], 1)))
+    @property
+    def module(self) -> nn.Module:
+        return self
+
+    def features(self, batch: TinyBatch):
+        z1 = torch.tanh(self.conv(batch.x))
         return [z1, nn.functional.avg_pool2d(z1, 2)]
 
-    def heads(self, Z, image_size, targets):
+    def heads(self, Z, batch: TinyBatch):
         pooled = torch.cat([z.mean((2, 3)) for z in Z], 1)  # [B, 12]
-        y = torch.stack([t["y"] for t in targets])  # [B, T]
         # per-image losses averaged over the batch: the global mean is the mean of the ranks' means
         preds = [h(pooled).squeeze(1) for h in self.heads_]
-        return {n: ((pred - y[:, i]) ** 2).mean() for i, (n, pred) in enumerate(zip(TASKS, preds))}
+        return {n: ((pred - batch.y[:, i]) ** 2).mean() for i, (n, pred) in enumerate(zip(TASKS, preds))}
 
     def shared_parameters(self):
         return list(self.conv.parameters())
@@ -62,37 +74,53 @@ class Items(torch.utils.data.Dataset):
     def __getitem__(self, i):
         g = torch.Generator().manual_seed(100 + i)
         rgb, depth = torch.rand(3, 8, 8, generator=g), torch.rand(1, 8, 8, generator=g)
-        return rgb, depth, {"y": torch.randn(3, generator=g)}
+        return torch.cat([rgb, depth]), torch.randn(3, generator=g)
 
 
-def collate(items):
-    rgb, depth, targets = zip(*items)
-    return torch.stack(rgb), torch.stack(depth), list(targets)
+def collate(items) -> TinyBatch:
+    x, y = zip(*items)
+    return TinyBatch(torch.stack(x), torch.stack(y))
+
+
+class TinyFamily:
+    """The engine's ModelFamily protocol for TinyNet (no evaluator: the test runs without one)."""
+
+    loss_names = TASKS
+    collate = staticmethod(collate)
+
+    def prepare_data(self, cfg) -> None:
+        pass
+
+    def build_model(self, cfg, device):
+        torch.manual_seed(0)
+        return TinyNet().to(device)
+
+    def build_dataset(self, cfg, split, augment):
+        return Items()
+
+    def build_evaluator(self, cfg, device, split):
+        raise AssertionError("not used")
 
 
 class Losses(Hook):
     def __init__(self) -> None:
         self.losses = []
 
-    def after_step(self, trainer, result) -> None:
+    def after_step(self, loop, result) -> None:
         assert not result.skipped, result.reason
         self.losses.append(result.task_losses)
 
 
 def run_case(name: str, level: str, run_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
     cfg = config_from_dict({
-        "seed": 5, "data": {"num_workers": 0}, "optim": {"lr": 0.05},
+        "seed": 5, "run_dir": run_dir, "data": {"num_workers": 0}, "optim": {"lr": 0.05},
         "schedule": {"warmup_steps": 0, "warmup_factor": 1.0}, "mtl": {"name": name, "level": level},
         "train": {"steps": STEPS, "batch_size": GLOBAL_BATCH, "device": "cpu", "progress": False},
     })  # fmt: skip
-    torch.manual_seed(0)
-    model = TinyNet()
     rec = Losses()
-    spec = TaskSpec(tuple((t, (t,)) for t in TASKS))
-    trainer = Trainer(cfg, model, Items(), collate, torch.device("cpu"), task_spec=spec, hooks=[rec],
-                      loss_names=list(TASKS), run_dir=run_dir)  # fmt: skip
+    trainer = build_trainer(build_run(cfg, torch.device("cpu"), TinyFamily(), hooks=[rec], evaluate=False))
     trainer.fit()
-    params = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    params = torch.cat([p.detach().reshape(-1) for p in trainer.module.parameters()])
     return params, torch.tensor(rec.losses)
 
 

@@ -22,8 +22,8 @@ from training.export import (
     check_parity,
     config_hash,
     export_model,
-    load_checkpoint,
     metadata_from_config,
+    model_from_checkpoint,
 )
 from training.export.onnx_export import onnx_input_shape_is_dynamic
 from training.export.parity import frame_tensors, run_torch, synthetic_frame
@@ -161,7 +161,7 @@ def test_checkpoint_cli_export(exported, tmp_path: Path, capsys: pytest.CaptureF
     ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
     ckpt.parent.mkdir(parents=True)
     torch.save(state, ckpt)
-    loaded, loaded_config = load_checkpoint(tmp_path / "run")
+    loaded, loaded_config = model_from_checkpoint(tmp_path / "run")
     assert loaded_config == config and not loaded.training
     for name, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value), name
@@ -175,20 +175,20 @@ def test_checkpoint_cli_export(exported, tmp_path: Path, capsys: pytest.CaptureF
 def test_bad_checkpoints(exported, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     model, config, _ = exported
     with pytest.raises(ValueError, match="checkpoint: no such file"):
-        load_checkpoint(tmp_path / "missing.pt")
+        model_from_checkpoint(tmp_path / "missing.pt")
     no_config = tmp_path / "no_config.pt"
     torch.save({"model": model.state_dict()}, no_config)
     with pytest.raises(ValueError, match="must be a dict with 'model' and 'config'"):
-        load_checkpoint(no_config)
+        model_from_checkpoint(no_config)
     wrong = tmp_path / "wrong.pt"
     other = {"model": {**config["model"], "fpn_channels": 48}}
     torch.save({"model": model.state_dict(), "config": other}, wrong)
     with pytest.raises(ValueError, match="state_dict does not fit"):
-        load_checkpoint(wrong)
+        model_from_checkpoint(wrong)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot read"):
-        load_checkpoint(garbage)
+        model_from_checkpoint(garbage)
     # the CLI turns these into a one-line error and exit status 2, and writes nothing
     assert cli_main(["export", "--checkpoint", str(no_config), "--out", str(tmp_path / "x.onnx")]) == 2
     assert "error: checkpoint" in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()

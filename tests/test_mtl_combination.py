@@ -100,16 +100,21 @@ def test_edge_cases_give_finite_outputs(name: str, dtype: torch.dtype) -> None:
         for case, G in edge_matrices(T, dtype).items():
             method = build(name, T)
             torch.manual_seed(0)
-            d = method.combine(G)
+            result = method.combine(G)
+            d = result.direction
             assert d.shape == (G.shape[1],) and d.dtype == dtype, (name, case)
             assert torch.isfinite(d).all(), f"{name} T={T} {case} {dtype}: non-finite direction"
             if name in LINEAR:
-                w = method.last_weights
+                w = result.weights
                 assert w is not None and w.shape == (T,) and torch.isfinite(w).all(), (name, case)
+                torch.testing.assert_close(d, w.to(dtype) @ G)  # the weights are the direction's
+            else:
+                assert result.weights is None
+            assert all(isinstance(v, float) for v in result.extras.values()), (name, case)
             if case == "all_zero":
                 assert d.abs().max() == 0, (name, T)
             # a second call (stateful methods have updated their state) stays finite too
-            assert torch.isfinite(method.combine(G)).all(), (name, case, "second step")
+            assert torch.isfinite(method.combine(G).direction).all(), (name, case, "second step")
 
 
 @pytest.mark.parametrize("name", COMBINATION)
@@ -118,9 +123,9 @@ def test_scale_equivariance(name: str) -> None:
     G = edge_matrices(4, torch.float64)["random"]
     kwargs = {"max_norm": 0.0} if name == "nashmtl" else {}
     torch.manual_seed(3)
-    d1 = build(name, 4, **kwargs).combine(G)
+    d1 = build(name, 4, **kwargs).combine(G).direction
     torch.manual_seed(3)
-    d2 = build(name, 4, **kwargs).combine(G * 1e6)
+    d2 = build(name, 4, **kwargs).combine(G * 1e6).direction
     factor = 1.0 if name == "nashmtl" else 1e6  # Nash: α(cM) = α(M)/√c, so Gᵀα is unchanged
     torch.testing.assert_close(d2, d1 * factor, rtol=1e-6, atol=0.0)
 
@@ -146,7 +151,10 @@ def test_state_dict_round_trip_reproduces_next_step(name: str, level: str) -> No
     fresh = build(name, T, level=level)
     fresh.load_state_dict(state)
     torch.set_rng_state(rng)
-    torch.testing.assert_close(fresh.combine(steps[2]), expected, rtol=0, atol=0)
+    got = fresh.combine(steps[2])
+    torch.testing.assert_close(got.direction, expected.direction, rtol=0, atol=0)
+    if expected.weights is not None:
+        torch.testing.assert_close(got.weights, expected.weights, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", COMBINATION)
@@ -185,7 +193,7 @@ def test_cuda_matches_cpu(name: str) -> None:
     method = build(name, 5).cuda()
     torch.manual_seed(4)
     gpu = method.combine(G.cuda())
-    assert gpu.device.type == "cuda"
+    assert gpu.direction.device.type == "cuda"
     if name != "graddrop":  # GradDrop's U comes from the CUDA generator: a different draw
-        torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5)
-        assert method.last_weights.device.type == "cuda"
+        torch.testing.assert_close(gpu.direction.cpu(), cpu.direction, rtol=1e-4, atol=1e-5)
+        assert gpu.weights is not None and gpu.weights.device.type == "cuda"

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from training.mtl import GradientCombination, NonFiniteError, StepContext, build
+from training.mtl import Combination, GradientCombination, NonFiniteError, StepContext, build
 
 
 class TinyMTL(nn.Module):
@@ -72,9 +72,8 @@ class SumCombination(GradientCombination):
 
     name = "test_sum"
 
-    def combine(self, G: torch.Tensor) -> torch.Tensor:
-        self.last_weights = torch.ones(G.shape[0], dtype=torch.float64)
-        return G.sum(0)
+    def combine(self, G: torch.Tensor) -> Combination:
+        return Combination(direction=G.sum(0), weights=torch.ones(G.shape[0], dtype=torch.float64))
 
 
 def test_param_grads_equal_per_task_autograd() -> None:

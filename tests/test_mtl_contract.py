@@ -1,10 +1,11 @@
-"""Registry-driven contract of every MTL method (methods appear here as their modules land).
+"""Registry-driven contract of every MTL method, driven through the trainer's step object.
 
-Every registered method, built with its defaults, is driven exactly as the trainer drives it on a tiny
-real torch model (shared trunk -> two feature tensors Z -> T heads; the losses are computed from
-detached feature leaves, as in training): it must write finite `.grad` to every parameter for T = 2..7
-at each supported level, and a `state_dict()` round trip must reproduce the next step exactly.
-The tiny model and the trainer-like step live here and are imported by the other MTL test modules.
+Every registered method, built with its defaults, runs inside `training.engine.step.TrainStep` (the
+object the trainer, the benchmarks and these tests share) on a tiny real torch model (shared trunk ->
+two feature tensors Z -> T heads; the step computes the losses from detached feature leaves), with the
+optimiser of `training.engine.assembly.build_optimizer`: it must write finite `.grad` to every
+parameter for T = 2..7 at each supported level, and a `state_dict()` round trip must reproduce the next
+step exactly. The tiny model and the step helpers live here and are imported by the other MTL tests.
 """
 
 from __future__ import annotations
@@ -12,19 +13,26 @@ from __future__ import annotations
 import copy
 import inspect
 import sys
+from typing import NamedTuple
 
 import pytest
 import torch
 
+from training.engine.assembly import build_optimizer
+from training.engine.step import StepResult, TrainStep
 from training.mtl import Level, OptimizerSpec, StepContext, build, get, names
 from training.mtl.base import hyperparameters
-from training.mtl.optimizers import build_optimizer
+from training.mtl.registry import aliases
+from training.tasks import TaskSpec
+
+CPU = torch.device("cpu")
 
 
 class TinyMTL(torch.nn.Module):
     """Shared trunk producing Z = [z1 [B,6], z2 [B,4]]; head i maps cat(Z) to one output.
 
     Task loss i = mean((head_i(Z) − y_i)²) · scale_i (smooth, positive, twice differentiable).
+    `features(x)` / `losses(Z, y)` are the plain network; `TinyStepModel` is its engine `MTLModel`.
     """
 
     def __init__(self, num_tasks: int, d_in: int = 5, dtype: torch.dtype = torch.float64) -> None:
@@ -50,6 +58,39 @@ class TinyMTL(torch.nn.Module):
         return list(self.heads.parameters())
 
 
+class TinyBatch(NamedTuple):
+    x: torch.Tensor  # [n, 5]
+    y: torch.Tensor  # [n, T]
+    scales: torch.Tensor | None = None  # [T] per-task loss scales
+
+    def to(self, device: torch.device) -> TinyBatch:
+        return TinyBatch(self.x.to(device), self.y.to(device), self.scales)
+
+
+class TinyStepModel:
+    """TinyMTL as the engine's `MTLModel` (named losses t0..t{T-1})."""
+
+    def __init__(self, net: TinyMTL) -> None:
+        self.net = net
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.net
+
+    def features(self, batch: TinyBatch) -> list[torch.Tensor]:
+        return self.net.features(batch.x)
+
+    def heads(self, Z, batch: TinyBatch) -> dict[str, torch.Tensor]:
+        losses = self.net.losses(Z, batch.y, batch.scales)
+        return {f"t{i}": losses[i] for i in range(losses.shape[0])}
+
+    def shared_parameters(self) -> list[torch.nn.Parameter]:
+        return self.net.shared_parameters()
+
+    def task_parameters(self) -> list[torch.nn.Parameter]:
+        return self.net.task_parameters()
+
+
 def batch(num_tasks: int, step: int, dtype: torch.dtype = torch.float64, n: int = 8):
     """Deterministic data of one step (independent of the global RNG)."""
     g = torch.Generator().manual_seed(1000 + step)
@@ -58,43 +99,32 @@ def batch(num_tasks: int, step: int, dtype: torch.dtype = torch.float64, n: int 
     return x, y
 
 
-def make_ctx(model: TinyMTL, x, y, step: int = 0, epoch: int = 0, scales=None) -> StepContext:
-    """Build the StepContext the way the trainer does (features -> detached leaves -> losses)."""
-    Z = model.features(x)
-    leaves = [z.detach().requires_grad_() for z in Z]
-    losses = model.losses(leaves, y, scales)
-
-    def reevaluate() -> torch.Tensor:
-        with torch.no_grad():
-            return model.losses(model.features(x), y, scales)
-
-    return StepContext(
-        losses=losses, features=Z, feature_leaves=leaves, shared_params=model.shared_parameters(),
-        task_params=model.task_parameters(), step=step, epoch=epoch, reevaluate=reevaluate,
-        task_names=[f"t{i}" for i in range(losses.shape[0])],
-    )
-
-
 def make_optimizer(method, model: TinyMTL, spec: OptimizerSpec) -> torch.optim.Optimizer:
-    """What the trainer does: the method's optimiser if it replaces it, else the standard one."""
-    opt = method.configure_optimizer(model.shared_parameters(), model.task_parameters(), spec)
-    if opt is None:
-        opt = build_optimizer(spec, list(model.parameters()) + list(method.method_parameters()))
-    return opt
+    """The trainer's optimiser (`training.engine.assembly.build_optimizer`)."""
+    return build_optimizer(method, TinyStepModel(model), spec)
 
 
-def train_step(method, model, opt, step: int, epoch: int, scales=None, zero_grad: bool = True):
-    """One trainer step; returns (report, ctx)."""
-    if zero_grad:
-        opt.zero_grad(set_to_none=True)
+def make_step(method, model: TinyMTL, opt: torch.optim.Optimizer, seed: int = 0) -> TrainStep:
+    T = len(model.heads)
+    spec = TaskSpec.one_per_loss([f"t{i}" for i in range(T)])
+    return TrainStep(TinyStepModel(model), spec, method, opt, CPU, seed=seed)
+
+
+def make_ctx(model: TinyMTL, x, y, step: int = 0, epoch: int = 0, scales=None) -> StepContext:
+    """The StepContext the trainer's step builds (features -> detached leaves -> losses)."""
+    placeholder = build("ew", len(model.heads))
+    step_obj = make_step(placeholder, model, torch.optim.SGD(model.parameters(), lr=0.0))
+    return step_obj.forward(TinyBatch(x, y, scales), step, epoch).ctx
+
+
+def train_step(method, model, opt, step: int, epoch: int, scales=None) -> tuple[StepResult, TrainStep]:
+    """One step of the trainer's step object on this step's batch; returns (result, the step)."""
     T = len(model.heads)
     x, y = batch(T, step, dtype=next(model.parameters()).dtype)
-    ctx = make_ctx(model, x, y, step=step, epoch=epoch, scales=scales)
-    report = method.backward(ctx)
-    opt.step()
-    if method.needs_post_step:
-        method.after_step(ctx)
-    return report, ctx
+    step_obj = make_step(method, model, opt)
+    result = step_obj(TinyBatch(x, y, scales), step, epoch)
+    assert not result.skipped, result.reason
+    return result, step_obj
 
 
 def _levels(name: str) -> list[str]:
@@ -112,12 +142,11 @@ def test_backward_writes_finite_grad_to_every_parameter(name: str, level: str, T
     torch.manual_seed(0)
     model = TinyMTL(T, dtype=dtype)
     method = build(name, T, level=level)
-    opt = make_optimizer(method, model, SPEC)
+    step = make_step(method, model, make_optimizer(method, model, SPEC))
     before = [p.detach().clone() for p in model.parameters()]
-    opt.zero_grad(set_to_none=True)
     x, y = batch(T, 0, dtype=dtype)
-    ctx = make_ctx(model, x, y)
-    report = method.backward(ctx)
+    state = step.forward(TinyBatch(x, y), 0, 0)
+    report = step.backward(state)
     owned = [(f"method.{k}", v) for k, v in method.named_parameters()]
     for pname, p in list(model.named_parameters()) + owned:
         assert p.grad is not None, f"{name}/{level}: no .grad on {pname}"
@@ -125,9 +154,10 @@ def test_backward_writes_finite_grad_to_every_parameter(name: str, level: str, T
     assert any(p.grad.abs().sum() > 0 for p in model.shared_parameters()), f"{name}: zero shared update"
     if report.weights is not None:
         assert report.weights.shape == (T,) and torch.isfinite(report.weights).all()
-    opt.step()
-    if method.needs_post_step:
-        method.after_step(ctx)
+    result = step.update(state, report)
+    assert not result.skipped, result.reason
+    if report.weights is not None:
+        assert result.weights == [float(w) for w in report.weights.float()]  # logged in float32
     after = list(model.parameters())
     assert all(torch.isfinite(p).all() for p in after)
     assert any(not torch.equal(a, b) for a, b in zip(before, after)), f"{name}: the step changed nothing"
@@ -151,16 +181,14 @@ def test_state_dict_round_trip_reproduces_the_next_step(name: str, level: str) -
     opt_b = make_optimizer(method_b, model_b, SPEC)
     opt_b.load_state_dict(opt_state)
 
-    torch.manual_seed(7)
+    # the step seeds a stochastic method's draws by (seed, step), like the trainer: nothing to reseed
     rep_a, _ = train_step(method, model, opt, 3, epoch=3)
-    torch.manual_seed(7)
     rep_b, _ = train_step(method_b, model_b, opt_b, 3, epoch=3)
     for (pname, pa), pb in zip(model.named_parameters(), model_b.parameters()):
         assert torch.equal(pa, pb), f"{name}/{level}: parameter {pname} differs after the resumed step"
     for (k, va), vb in zip(method.state_dict().items(), method_b.state_dict().values()):
         assert torch.equal(va, vb), f"{name}/{level}: state {k} differs after the resumed step"
-    if rep_a.weights is not None:
-        assert torch.equal(rep_a.weights, rep_b.weights)
+    assert rep_a.weights == rep_b.weights and rep_a.extras == rep_b.extras
 
 
 @pytest.mark.parametrize("name", names())
@@ -204,14 +232,17 @@ def test_methods_command_lists_every_registered_method(capsys) -> None:
 
     assert main(["methods", "--json"]) == 0
     entries = {e["name"]: e for e in json.loads(capsys.readouterr().out)}
-    assert sorted(entries) == names()
+    assert sorted(entries) == sorted([*names(), *aliases()])
+    # the -UB methods are aliases: the target method fixed at the feature level
+    assert entries["mgda_ub"]["alias_of"] == "mgda" and entries["mgda_ub"]["levels"] == ["feature"]
+    assert entries["alignedmtl_ub"]["alias_of"] == "alignedmtl" and entries["mgda"]["alias_of"] is None
     famo = entries["famo"]
     assert famo["hyperparameters"]["w_lr"] == {"type": "float", "default": 0.025}
     assert famo["needs_post_step"] and famo["levels"] == [] and famo["level_note"]
     assert entries["pcgrad"]["levels"] == ["parameter", "feature"]
     assert main(["methods"]) == 0
     text = capsys.readouterr().out
-    assert all(f"\n{n}  (" in text for n in names())
+    assert all(f"\n{n}  (" in text for n in [*names(), *aliases()])
     assert main(["methods", "famoo"]) == 2
     assert "did you mean 'famo'" in capsys.readouterr().err
 
@@ -237,3 +268,13 @@ def test_bench_methods_runs_on_the_real_network(capsys) -> None:
     assert len(rows) == 1
     ratio = float(rows[0].split("|")[5])
     assert 0.2 < ratio < 5.0  # one weighted backward, like EW
+
+
+def test_ub_aliases_build_the_target_method_at_the_feature_level() -> None:
+    for alias, target in (("mgda_ub", "mgda"), ("alignedmtl_ub", "alignedmtl")):
+        method = build(alias, 3)
+        assert type(method) is get(target) and method.level is Level.FEATURE and method.name == target
+        assert build(alias, 3, level="feature").level is Level.FEATURE
+        with pytest.raises(ValueError, match=f"{alias} is {target} at the feature level"):
+            build(alias, 3, level="parameter")
+    assert "mgda_ub" not in names() and aliases()["mgda_ub"].target == "mgda"

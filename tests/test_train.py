@@ -16,12 +16,12 @@ import torch
 import yaml
 
 from mtl_grasp.data.synth import generate_dataset
+from training import families
+from training.checkpoint import CHECKPOINT_KEYS, atomic_save, read_checkpoint
 from training.cli import main as cli_main
 from training.config import config_from_dict
-from training.data import collate_batch
-from training.engine.checkpoint import CHECKPOINT_KEYS, atomic_save, load_checkpoint
+from training.engine.assembly import build_run, build_trainer
 from training.engine.hooks import Hook
-from training.engine.run import build_dataset, build_model
 from training.engine.trainer import Trainer, TrainingDivergedError
 from training.model import LOSS_NAMES
 from training.mtl import get, names
@@ -65,9 +65,15 @@ class Recorder(Hook):
         self.results = []
         self.snapshots = []
 
-    def after_step(self, trainer, result) -> None:
+    def after_step(self, loop, result) -> None:
         self.results.append(result)
-        self.snapshots.append(trainer.model.shared_parameters()[0].detach().clone())
+        self.snapshots.append(loop.module.shared_parameters()[0].detach().clone())
+
+
+def make_trainer(cfg, hooks: list[Hook]) -> Trainer:
+    """The run the `train` command builds (`training.engine.assembly`), with these hooks only."""
+    torch.manual_seed(cfg.seed)
+    return build_trainer(build_run(cfg, CPU, families.get(), hooks=hooks, evaluate=False))
 
 
 def _cases() -> list:
@@ -88,13 +94,11 @@ def _cases() -> list:
 @pytest.mark.parametrize(("name", "level"), _cases())
 def test_two_steps_with_every_registered_method(data_root, tmp_path, name, level):
     cfg = config_from_dict(tiny(data_root, tmp_path, mtl={"name": name, "level": level}))
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg, CPU)
+    rec = Recorder()
+    trainer = make_trainer(cfg, [rec])
+    model = trainer.module
     shared0 = [p.detach().clone() for p in model.shared_parameters()]
     heads0 = [p.detach().clone() for p in model.task_parameters()]
-    rec = Recorder()
-    trainer = Trainer(cfg, model, build_dataset(cfg, "train", True), collate_batch, CPU, hooks=[rec],
-                      loss_names=list(LOSS_NAMES))  # fmt: skip
     try:
         summary = trainer.fit()
     except RuntimeError as exc:
@@ -113,7 +117,7 @@ def test_two_steps_with_every_registered_method(data_root, tmp_path, name, level
     # the method's state survives a state_dict round trip (what checkpoints rely on)
     again = get(name)(len(LOSS_NAMES), level=level) if not cfg.mtl.hparams else None
     if again is not None:
-        again.load_state_dict(trainer.method.state_dict())
+        again.load_state_dict(trainer.train_step.method.state_dict())
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -156,7 +160,7 @@ def test_cli_run_directory(straight_run):
     assert final["method"] == "famo" and final["seed"] == 3 and 0.0 <= final["amask/mAP"] <= 1.0
     assert any((run / "tb").iterdir())
     assert (run / "plots" / "losses.png").stat().st_size > 1000
-    ckpt = load_checkpoint(run)
+    ckpt = read_checkpoint(run)
     assert set(CHECKPOINT_KEYS) <= set(ckpt) and ckpt["step"] == 4
     assert ckpt["config"]["model"]["fpn_channels"] == 16  # the exporter rebuilds the model from this
     assert {"torch", "numpy", "python", "cuda", "loader_seed"} <= set(ckpt["rng"])
@@ -172,7 +176,7 @@ def test_resume_repeats_the_uninterrupted_run(straight_run, tmp_path):
     assert cli_main(["train", "--config", str(_write_config(tmp_path / "half.yaml", half))]) == 0
     assert cli_main(["train", "--resume", str(tmp_path / "run"), "train.steps=4"]) == 0
     assert _loss_rows(tmp_path / "run") == _loss_rows(run)
-    a, b = load_checkpoint(run), load_checkpoint(tmp_path / "run")
+    a, b = read_checkpoint(run), read_checkpoint(tmp_path / "run")
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
     assert json.loads((tmp_path / "run/metrics.json").read_text())["bbox/mAP"] == pytest.approx(
@@ -203,14 +207,14 @@ def test_sigkill_loses_only_the_steps_since_the_last_checkpoint(straight_run, tm
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert [int(r["step"]) for r in _rows(tmp_path / "run/metrics.csv")] == [1, 2, 3]
-    assert load_checkpoint(tmp_path / "run")["step"] == 2  # step 3 was lost ...
+    assert read_checkpoint(tmp_path / "run")["step"] == 2  # step 3 was lost ...
     assert cli_main(["train", "--resume", str(tmp_path / "run")]) == 0
     assert _loss_rows(tmp_path / "run") == _loss_rows(run)  # ... and redone identically
 
 
 SAVE_FOREVER = """
 import sys, torch
-from training.engine.checkpoint import atomic_save
+from training.checkpoint import atomic_save
 big = {"w": torch.arange(6_000_000, dtype=torch.float32)}
 i = 0
 while True:
@@ -238,9 +242,10 @@ def test_atomic_checkpoint_survives_sigkill_mid_write(tmp_path):
 
 
 def test_non_finite_step_is_skipped_and_training_continues(data_root, tmp_path):
-    cfg = config_from_dict(tiny(data_root, tmp_path, train={"steps": 3}))
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg, CPU)
+    cfg = config_from_dict(tiny(data_root, tmp_path, train={"steps": 3}, data={"augment": False}))
+    rec = Recorder()
+    trainer = make_trainer(cfg, [rec])
+    model = trainer.module
     calls = {"n": 0}
 
     def poison_first_call(module, inputs, output):
@@ -249,9 +254,6 @@ def test_non_finite_step_is_skipped_and_training_continues(data_root, tmp_path):
 
     model.encoder.register_forward_hook(poison_first_call)
     before = model.shared_parameters()[0].detach().clone()
-    rec = Recorder()
-    trainer = Trainer(cfg, model, build_dataset(cfg, "train", False), collate_batch, CPU, hooks=[rec],
-                      loss_names=list(LOSS_NAMES))  # fmt: skip
     summary = trainer.fit()
     assert [r.skipped for r in rec.results] == [True, False, False] and summary["skipped"] == 1
     assert "non-finite losses" in rec.results[0].reason and "rpn_objectness" in rec.results[0].reason
@@ -261,11 +263,9 @@ def test_non_finite_step_is_skipped_and_training_continues(data_root, tmp_path):
 
 def test_repeated_non_finite_steps_stop_the_run(data_root, tmp_path):
     cfg = config_from_dict(tiny(data_root, tmp_path, train={"steps": 5, "max_nonfinite": 2}))
-    model = build_model(cfg, CPU)
+    trainer = make_trainer(cfg, [])
     with torch.no_grad():
-        model.shared_parameters()[0].fill_(float("nan"))
-    trainer = Trainer(cfg, model, build_dataset(cfg, "train", False), collate_batch, CPU, hooks=[],
-                      loss_names=list(LOSS_NAMES))  # fmt: skip
+        trainer.module.shared_parameters()[0].fill_(float("nan"))
     with pytest.raises(TrainingDivergedError, match=r"2 consecutive steps .*\(train\.max_nonfinite = 2\)"):
         trainer.fit()
 
@@ -288,17 +288,18 @@ def test_onnx_evaluation_path_matches_the_torch_path(straight_run, data_root, tm
 
     from mtl_grasp.data.reader import discover_views, load_view, select_split
     from mtl_grasp.runtime.detector import Detector
-    from training.engine.evaluator import predict
+    from training.families.coco_evaluator import predict
 
     run, _ = straight_run
     onnx_path = tmp_path / "model.onnx"
     assert cli_main(["export", "--checkpoint", str(run / "checkpoints/last.pt"), "--out", str(onnx_path),
                      "--no-verify"]) == 0  # fmt: skip
-    ckpt = load_checkpoint(run)
+    ckpt = read_checkpoint(run)
     cfg = config_from_dict(ckpt["config"])
-    model = build_model(cfg, CPU)
+    family = families.get()
+    model = family.build_model(cfg, CPU).module
     model.load_state_dict(ckpt["model"])
-    torch_preds = predict(model, build_dataset(cfg, "val", False), CPU)
+    torch_preds = predict(model, family.build_dataset(cfg, "val", False), CPU)
     detector = Detector(str(onnx_path), score_threshold=cfg.model.score_thresh)
     views = select_split(discover_views(data_root), "val")
     compared = 0

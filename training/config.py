@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from training.diagnostics.hook import DiagnosticsConfig
+from training.diagnostics.config import DiagnosticsConfig
 from training.model.config import ModelConfig
 
 AMP_DTYPES = ("bf16", "none")  # fp16 would need a GradScaler threaded through every MTL method

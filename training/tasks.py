@@ -1,13 +1,15 @@
 """TaskSpec: which named losses form which task.
 
-The default is one task per loss (the 7 losses of the network are the 7 tasks of the study). Other
-groupings (e.g. "detection" = rpn + roi losses) are a mapping task -> loss names.
+The default is one task per loss (the 7 losses of the bin-picking network are the 7 tasks of the
+study). Other groupings (e.g. "detection" = rpn + roi losses) are a mapping task -> loss names. The
+loss names are the model family's (`ModelFamily.loss_names`); the bin-picking network's by default.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -25,19 +27,22 @@ class TaskSpec:
         return cls(tuple((name, (name,)) for name in loss_names))
 
     @classmethod
-    def from_mapping(cls, groups: Mapping[str, Sequence[str]]) -> TaskSpec:
-        """Build from {task: [loss names]}; every loss must belong to exactly one task."""
+    def from_mapping(
+        cls, groups: Mapping[str, Sequence[str]], loss_names: Sequence[str] = LOSS_NAMES
+    ) -> TaskSpec:
+        """Build from {task: [loss names]}; every loss of `loss_names` must belong to exactly one task."""
+        known = tuple(loss_names)
         seen: dict[str, str] = {}
         for task, losses in groups.items():
             if not losses:
                 raise ValueError(f"tasks: task {task!r} has no losses; expected a non-empty list")
             for loss in losses:
-                if loss not in LOSS_NAMES:
-                    raise ValueError(f"tasks: task {task!r} names unknown loss {loss!r}; known: {LOSS_NAMES}")
+                if loss not in known:
+                    raise ValueError(f"tasks: task {task!r} names unknown loss {loss!r}; known: {known}")
                 if loss in seen:
                     raise ValueError(f"tasks: loss {loss!r} is in both {seen[loss]!r} and {task!r}")
                 seen[loss] = task
-        missing = [n for n in LOSS_NAMES if n not in seen]
+        missing = [n for n in known if n not in seen]
         if missing:
             raise ValueError(f"tasks: losses {missing} belong to no task; every loss must be in one task")
         return cls(tuple((task, tuple(losses)) for task, losses in groups.items()))
@@ -57,8 +62,10 @@ class TaskSpec:
         missing = [n for _, group in self.tasks for n in group if n not in losses]
         if missing:
             raise KeyError(f"tasks: the model returned no loss named {missing}; it returned {sorted(losses)}")
-        return [sum(losses[n] for n in group) for _, group in self.tasks]
+        # builtin sum (0 + L_a + L_b ...): the graph every pinned result was recorded with
+        return [cast(torch.Tensor, sum(losses[n] for n in group)) for _, group in self.tasks]
 
     def stack(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Named losses -> task losses `[T]`."""
         return torch.stack(self.task_losses(losses))  # [T]
+

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mtl_grasp.contract import ModelMetadata
     from mtl_grasp.runtime import Detector
-    from training.export import export_model, load_checkpoint, metadata_from_config
+    from training.export import export_model, metadata_from_config, model_from_checkpoint
     from training.export.parity import synthetic_frame
     from training.model.amodal_rcnn import AmodalRCNN, RandomInitWarning
     from training.model.config import ModelConfig
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint and overrides:
         raise ValueError("--set: only applies to the random-init model, not to --checkpoint")
     if args.checkpoint:
-        model, config = load_checkpoint(args.checkpoint)
+        model, config = model_from_checkpoint(args.checkpoint)
         metadata = metadata_from_config(config)
         source = args.checkpoint
     else:

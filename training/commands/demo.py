@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from training.rundir import RunDir
+
 HELP = "run the whole pipeline on synthetic data: synth -> train -> evaluate -> export -> ROS 2 node"
 DESCRIPTION = __doc__ or HELP
 
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     print("== 1/5 train (generates the synthetic scenes first; EW baseline) ==")
     _run([*py, "train", "--config", args.config, *overrides])
-    ckpt = run_dir / "checkpoints" / "last.pt"
+    ckpt = RunDir(run_dir).last_checkpoint
 
     print("\n== 2/5 evaluate the checkpoint on the validation split (COCO, pycocotools) ==")
     _run([*py, "evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--split", "val",
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     _replay_through_node(data, model, out / "val_stream", args.frames)
 
     print("\n== summary ==")
-    untrained = _untrained_line(run_dir / "eval.csv")
+    untrained = _untrained_line(RunDir(run_dir).eval_csv)
     if untrained:
         print(f"untrained (step 0): {untrained}")
     print(f"PyTorch checkpoint: {_metrics_line(out / 'metrics_torch.json')}")

@@ -35,19 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluate_checkpoint(args: argparse.Namespace) -> dict[str, float]:
+    from training import families
+    from training.checkpoint import MODEL_KEYS, read_checkpoint
     from training.config import config_from_dict
-    from training.engine.build import select_device
-    from training.engine.checkpoint import load_checkpoint
-    from training.engine.run import build_evaluator, build_model
+    from training.engine.assembly import select_device
 
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = read_checkpoint(args.checkpoint, required=MODEL_KEYS)
     overrides = [f"data.root={args.data}", f"train.eval_max_images={args.max_images}"]
     cfg = config_from_dict(ckpt["config"], overrides)
     cfg.data.splits_file = args.splits_file
     device = select_device(args.device)
-    model = build_model(cfg, device)
+    family = families.get()
+    model = family.build_model(cfg, device).module
     model.load_state_dict(ckpt["model"])
-    return build_evaluator(cfg, device, split=args.split)(model)
+    return family.build_evaluator(cfg, device, args.split)(model)
 
 
 def _evaluate_onnx(args: argparse.Namespace) -> dict[str, float]:

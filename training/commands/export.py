@@ -38,11 +38,11 @@ def run(args: argparse.Namespace) -> int:
         DEFAULT_OPSET,
         ParityError,
         export_model,
-        load_checkpoint,
         metadata_from_config,
+        model_from_checkpoint,
     )
 
-    model, config = load_checkpoint(args.checkpoint)
+    model, config = model_from_checkpoint(args.checkpoint)
     metadata = metadata_from_config(config)
     size = args.image_size if args.image_size is not None else metadata.train_image_size
     try:

@@ -32,20 +32,23 @@ def _type_name(annotation: Any) -> str:
 
 
 def describe(name: str) -> dict[str, Any]:
-    """One method's entry, from its class attributes and constructor signature."""
+    """One method's entry, from its class attributes and constructor signature (an alias: its
+    target's, at the alias's level, with "alias_of")."""
     from training.mtl.base import hyperparameters
-    from training.mtl.registry import get
+    from training.mtl.registry import aliases, get, levels
 
     cls = get(name)
+    fixed = aliases().get(name.lower().replace("-", "_"))
     hparams = {
         hp: {"type": _type_name(annotation), "default": default}
         for hp, (annotation, default) in hyperparameters(cls).items()
     }
     return {
-        "name": cls.name,
+        "name": fixed.name if fixed else cls.name,
+        "alias_of": fixed.target if fixed else None,
         "kind": cls.kind,
-        "levels": [lv.value for lv in cls.levels],
-        "level_note": cls.level_note,
+        "levels": [lv.value for lv in levels(name)],
+        "level_note": fixed.note if fixed else cls.level_note,
         "hyperparameters": hparams,
         "cost": cls.cost,
         "stochastic": bool(cls.stochastic),
@@ -58,7 +61,8 @@ def describe(name: str) -> dict[str, Any]:
 def _text(entry: dict[str, Any]) -> str:
     pad = " " * 11
     levels = ", ".join(entry["levels"]) if entry["levels"] else "n/a"
-    lines = [f"{entry['name']}  ({entry['kind']})", f"  levels:  {levels}"]
+    alias = f", alias of {entry['alias_of']}" if entry["alias_of"] else ""
+    lines = [f"{entry['name']}  ({entry['kind']}{alias})", f"  levels:  {levels}"]
     if entry["level_note"]:
         lines += textwrap.wrap(entry["level_note"], 100, initial_indent=pad, subsequent_indent=pad)
     hps = ", ".join(f"{k}: {v['type']} = {v['default']!r}" for k, v in entry["hyperparameters"].items())
@@ -74,13 +78,13 @@ def _text(entry: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.mtl.registry import names
+    from training.mtl.registry import aliases, names
 
-    selected = args.names or names()
+    selected = args.names or sorted([*names(), *aliases()])
     entries = [describe(n) for n in selected]  # unknown names raise ValueError with a suggestion
     if args.json:
         print(json.dumps(entries, indent=2, default=str))
     else:
-        print(f"{len(entries)} MTL method(s); EW's update G.sum(0) is the reference scale.\n")
+        print(f"{len(entries)} MTL method(s) and alias(es); EW's update G.sum(0) is the reference scale.\n")
         print("\n\n".join(_text(e) for e in entries))
     return 0

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.rundir import RunDir
+
 HELP = "train methods x seeds (x levels) on one config, one process per run, then write the report"
 DESCRIPTION = (
     "Runs `python -m training train --config CFG [overrides] mtl.name=M mtl.level=L seed=S "
@@ -65,10 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def plan(args: argparse.Namespace) -> list[PlannedRun]:
     """The runs of the sweep, in order (method, level, seed); validates names before anything runs."""
-    from training.mtl.registry import get
+    from training.mtl.registry import canonical
+    from training.mtl.registry import levels as method_levels
 
     try:
-        methods = [get(m).name for m in _csv(args.methods, "methods")]
+        methods = [canonical(m) for m in _csv(args.methods, "methods")]
     except ValueError as exc:  # name the sweep's option, not the config key the registry names
         raise ValueError(f"--methods: {exc}".replace("mtl.name: ", "")) from None
     try:
@@ -90,10 +93,10 @@ def plan(args: argparse.Namespace) -> list[PlannedRun]:
     out = Path(args.out)
     runs: list[PlannedRun] = []
     for method in methods:
-        cls = get(method)
-        level_free = not cls.levels
+        supported = [lv.value for lv in method_levels(method)]
+        level_free = not supported
         for level in ["parameter"] if level_free else levels:
-            if not level_free and level not in [lv.value for lv in cls.levels]:
+            if not level_free and level not in supported:
                 raise ValueError(f"--levels: method {method!r} does not support level {level!r}")
             for seed in seeds:
                 probe = PlannedRun(method, level, level_free, seed, Path(), Path())
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     failed: list[PlannedRun] = []
     for i, r in enumerate(runs, 1):
         tag = f"[{i}/{len(runs)}] {r.name} seed {r.seed}"
-        if (r.run_dir / "metrics.json").is_file() and not args.force:
+        if RunDir(r.run_dir).metrics_json.is_file() and not args.force:
             print(f"{tag}: done already ({r.run_dir}), skipped")
             continue
         r.log.parent.mkdir(parents=True, exist_ok=True)
@@ -143,13 +146,13 @@ def run(args: argparse.Namespace) -> int:
                 train_command(args, r), stdout=log, stderr=subprocess.STDOUT, env=env
             ).returncode
         took = time.perf_counter() - start
-        if code != 0 or not (r.run_dir / "metrics.json").is_file():
+        if code != 0 or not RunDir(r.run_dir).metrics_json.is_file():
             failed.append(r)
             tail = r.log.read_text().strip().splitlines()[-8:]
             print(f"{tag}: FAILED (exit {code}, {took:.0f} s); log {r.log}:\n    " + "\n    ".join(tail))
         else:
             print(f"{tag}: ok ({took:.0f} s) -> {r.run_dir}")
-    finished = [r.run_dir for r in runs if (r.run_dir / "metrics.json").is_file()]
+    finished = [r.run_dir for r in runs if RunDir(r.run_dir).metrics_json.is_file()]
     if finished:
         from training.diagnostics.report import write_report
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 HELP = "train with a config (config/train/*.yaml) and dotted overrides; resume a run"
 DESCRIPTION = """\
@@ -33,23 +32,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from training.checkpoint import read_checkpoint
     from training.config import config_from_dict, load_config
-    from training.engine.checkpoint import load_checkpoint
     from training.engine.run import train
     from training.engine.trainer import TrainingDivergedError
+    from training.rundir import run_dir_of_checkpoint
 
     checkpoint = None
     if args.resume is not None:
-        checkpoint = load_checkpoint(args.resume)
+        checkpoint = read_checkpoint(args.resume)
         if args.config is None:
             cfg = config_from_dict(checkpoint["config"], args.overrides)
         else:
             cfg = load_config(args.config, args.overrides)
         if not any(o.startswith("run_dir=") for o in args.overrides):
             # continue in the directory the checkpoint lives in, even if the run was moved
-            ckpt_path = Path(checkpoint["path"]).resolve()
-            if ckpt_path.parent.name == "checkpoints":
-                cfg.run_dir = str(ckpt_path.parent.parent)
+            run_dir = run_dir_of_checkpoint(checkpoint["path"])
+            if run_dir is not None:
+                cfg.run_dir = str(run_dir)
     else:
         cfg = load_config(args.config, args.overrides)
     try:

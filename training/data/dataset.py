@@ -34,6 +34,7 @@ from mtl_grasp.contract import OCCLUDED_RATE_THRESHOLD
 from mtl_grasp.data.errors import DataError
 from mtl_grasp.data.reader import ViewRef, discover_views, load_view, select_split
 from training.data.augment import AugmentConfig, augment
+from training.data.batch import RGBDBatch
 
 __all__ = ["MetaGraspNetDataset", "collate_batch", "item_generator", "masks_to_boxes"]
 
@@ -180,9 +181,7 @@ class MetaGraspNetDataset(Dataset):
         return rgb_t, depth_t, target
 
 
-def collate_batch(
-    batch: Sequence[tuple[torch.Tensor, torch.Tensor, dict]],
-) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+def collate_batch(batch: Sequence[tuple[torch.Tensor, torch.Tensor, dict]]) -> RGBDBatch:
     """Stack images and depths (all items share the training size); targets stay a list."""
     if not batch:
         raise ValueError("batch: expected at least one (rgb, depth, target) item, found an empty batch")
@@ -191,4 +190,4 @@ def collate_batch(
         raise ValueError(f"batch: all images must have the same shape, found {sorted(sizes)}")
     rgb = torch.stack([item[0] for item in batch])
     depth = torch.stack([item[1] for item in batch])
-    return rgb, depth, [item[2] for item in batch]
+    return RGBDBatch(rgb, depth, [item[2] for item in batch])

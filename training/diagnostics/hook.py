@@ -1,12 +1,14 @@
-"""The training hook: `compute_diagnostics(ctx, cfg)` every `cfg.every` steps, before `method.backward`.
+"""The diagnostics hook: `compute_diagnostics(ctx, cfg)` every `cfg.every` steps, as an engine hook.
 
-It is read-only: it asks the step's `StepContext` for per-task gradients, which the context caches, so
-a method that needs the same gradients in the same step reuses them (and a loss-weighting method pays
-for them only on diagnostic steps). What is disabled costs nothing: FD and the feature-level measures
-only need `ctx.feature_grads()` = ∂L_i/∂Z (T backward passes through the heads' activations, no weight
-gradients; build the context from the list of task losses, `TaskSpec.task_losses(named)`, so that
-each pass visits only its own task's heads); only the parameter-level measures call `param_grads()`
-(T more vector-Jacobian products through the backbone).
+`DiagnosticsHook(cfg)` runs in the step's `on_gradients` phase (after the losses and the per-task-
+gradient context exist, before `method.backward`) on every rank, and its values land in the step's row
+of metrics.csv (keys: `training.rundir`). It is read-only: it asks the step's `StepContext` for
+per-task gradients, which the context caches, so a method that needs the same gradients in the same
+step reuses them (and a loss-weighting method pays for them only on diagnostic steps). What is
+disabled costs nothing: FD and the feature-level measures only need `ctx.feature_grads()` = ∂L_i/∂Z
+(T backward passes through the heads' activations, no weight gradients; the step builds the context
+from the list of task losses, so each pass visits only its own task's heads); only the
+parameter-level measures call `param_grads()` (T more vector-Jacobian products through the backbone).
 
 Keys (all floats; NaN where a measure is undefined for this step, e.g. every task gradient zero):
     diag/fd
@@ -23,117 +25,22 @@ parameters) for the step: enable them with a large `every`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from training.diagnostics.feature_disentanglement import MODES, PADDINGS, ZERO_RULES, feature_disentanglement
+from training import rundir
+from training.diagnostics.config import LEVELS, DiagnosticsConfig
+from training.diagnostics.feature_disentanglement import feature_disentanglement
 from training.diagnostics.gradient_similarity import GradientSimilarity
 from training.diagnostics.inter_sample import (
     inter_task_vs_inter_sample,
     per_sample_param_grads,
     per_sample_view,
 )
+from training.engine.hooks import Hook
 from training.mtl.context import StepContext
-
-LEVELS = ("parameter", "feature")
-_SUFFIX = {"parameter": "param", "feature": "feature"}
-#: inter-task vs inter-sample measures, in the order of `InterSimilarity`; the parameter level (the
-#: study's definition) has no suffix
-INTER_KEYS = (
-    "inter_task_cos", "inter_task_gms", "inter_sample_cos", "inter_sample_gms",
-    "inter_task_sign_conflict", "inter_sample_sign_conflict",
-)  # fmt: skip
-INTER_SUFFIX = {"parameter": "", "feature": "_feature"}
-
-
-@dataclass
-class DiagnosticsConfig:
-    """Which diagnostics the trainer computes, and how often.
-
-    every: compute on steps where `step % every == 0`; 0 disables all diagnostics.
-    fd: feature disentanglement; fd_* are the options of `feature_disentanglement` (fd_axis refers to
-        the dimensions of one FPN level's per-task gradient [T, B, C, H, W]; -1 = along x).
-        fd_zero="count", fd_eps=1e-7 reproduces the FD paper's authors' code (Pylon get_entropy).
-    gradient_similarity: GDS, GMS and conflict ratio at each of `levels`.
-    inter_sample: inter-task vs inter-sample similarity of per-sample gradients, at each of
-        `inter_sample_levels`: "parameter" (w.r.t. the shared parameters, the study's definition;
-        T·B backbone VJPs) and/or "feature" (w.r.t. Z, cheap; logged with a `_feature` suffix).
-    """
-
-    every: int = 10
-    fd: bool = True
-    gradient_similarity: bool = True
-    levels: tuple[str, ...] = LEVELS
-    fd_window: int = 1
-    fd_mode: str = "box"
-    fd_axis: int | tuple[int, ...] = -1
-    fd_zero: str = "skip"
-    fd_padding: str = "truncate"
-    fd_temperature: float = 0.0
-    fd_normalized: bool = False
-    fd_eps: float = 0.0
-    inter_sample: bool = False
-    inter_sample_levels: tuple[str, ...] = ("parameter",)
-
-    def __post_init__(self) -> None:
-        # YAML gives lists; keep the dataclass hashable/comparable with tuples
-        if isinstance(self.levels, str):
-            self.levels = (self.levels,)
-        self.levels = tuple(self.levels)
-        if isinstance(self.inter_sample_levels, str):
-            self.inter_sample_levels = (self.inter_sample_levels,)
-        self.inter_sample_levels = tuple(self.inter_sample_levels)
-        if not isinstance(self.fd_axis, int):
-            self.fd_axis = tuple(self.fd_axis)
-        self.validate()
-
-    def validate(self) -> None:
-        if not isinstance(self.every, int) or self.every < 0:
-            raise ValueError(f"diagnostics.every: expected an int >= 0 (0 = off), got {self.every!r}")
-        for name in ("levels", "inter_sample_levels"):
-            given = getattr(self, name)
-            if any(lv not in LEVELS for lv in given):
-                raise ValueError(f"diagnostics.{name}: expected a subset of {LEVELS}, got {list(given)}")
-        if not isinstance(self.fd_window, int) or self.fd_window < 1 or self.fd_window % 2 == 0:
-            raise ValueError(f"diagnostics.fd_window: expected an odd int >= 1, got {self.fd_window!r}")
-        if self.fd_mode not in MODES:
-            raise ValueError(f"diagnostics.fd_mode: expected one of {MODES}, got {self.fd_mode!r}")
-        if self.fd_zero not in ZERO_RULES:
-            raise ValueError(f"diagnostics.fd_zero: expected one of {ZERO_RULES}, got {self.fd_zero!r}")
-        if self.fd_padding not in PADDINGS:
-            raise ValueError(f"diagnostics.fd_padding: expected one of {PADDINGS}, got {self.fd_padding!r}")
-        if not self.fd_temperature >= 0:
-            raise ValueError(f"diagnostics.fd_temperature: expected >= 0, got {self.fd_temperature!r}")
-        if not self.fd_eps >= 0:
-            raise ValueError(f"diagnostics.fd_eps: expected >= 0 (authors' code: 1e-7), got {self.fd_eps!r}")
-
-    def due(self, step: int) -> bool:
-        """Whether diagnostics run at `step`."""
-        return self.every > 0 and step % self.every == 0
-
-    def keys(self) -> list[str]:
-        """The keys `compute_diagnostics` returns with this configuration (for T >= 2 tasks)."""
-        out = ["diag/fd"] if self.fd else []
-        if self.gradient_similarity:
-            for lv in LEVELS:
-                if lv in self.levels:
-                    out += [f"diag/{m}_{_SUFFIX[lv]}" for m in ("gds", "gms", "cr")]
-        if self.inter_sample:
-            for lv in LEVELS:
-                if lv in self.inter_sample_levels:
-                    out += [f"diag/{k}{INTER_SUFFIX[lv]}" for k in INTER_KEYS]
-        return out
-
-    @classmethod
-    def from_dict(cls, values: dict[str, object]) -> DiagnosticsConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"diagnostics: unknown option(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)  # type: ignore[arg-type]
 
 
 def _level_views(G_Z: Tensor, features: Sequence[Tensor]) -> list[Tensor]:
@@ -147,13 +54,9 @@ def _level_views(G_Z: Tensor, features: Sequence[Tensor]) -> list[Tensor]:
     return [part.reshape(T, *f.shape) for part, f in zip(torch.split(G_Z, sizes, dim=1), features)]
 
 
-def _similarity(G: Tensor, suffix: str) -> dict[str, float]:
+def _similarity(G: Tensor, level: str) -> dict[str, float]:
     sim = GradientSimilarity.from_gradients(G)
-    return {
-        f"diag/gds_{suffix}": sim.gds,
-        f"diag/gms_{suffix}": sim.gms,
-        f"diag/cr_{suffix}": sim.conflict_ratio,
-    }
+    return dict(zip(rundir.similarity_keys(level), (sim.gds, sim.gms, sim.conflict_ratio)))
 
 
 def _inter_task_vs_inter_sample(ctx: StepContext, G_Z: Tensor, levels: Sequence[str]) -> dict[str, float]:
@@ -168,7 +71,8 @@ def _inter_task_vs_inter_sample(ctx: StepContext, G_Z: Tensor, levels: Sequence[
         else:
             per_sample = per_sample_view(G_Z, list(ctx.features))
         with torch.no_grad():
-            out.update(inter_task_vs_inter_sample(per_sample).as_dict(suffix=INTER_SUFFIX[lv]))
+            measures = inter_task_vs_inter_sample(per_sample)
+            out.update(measures.as_dict(prefix=rundir.DIAG_PREFIX, suffix=rundir.INTER_SUFFIX[lv]))
         del per_sample
     return out
 
@@ -191,7 +95,7 @@ def compute_diagnostics(ctx: StepContext, cfg: DiagnosticsConfig) -> dict[str, f
     G_P = ctx.param_grads() if need_params else None
     with torch.no_grad():
         if cfg.fd and G_Z is not None:
-            out["diag/fd"] = feature_disentanglement(
+            out[rundir.DIAG_FD] = feature_disentanglement(
                 _level_views(G_Z, ctx.features),
                 window=cfg.fd_window,
                 mode=cfg.fd_mode,
@@ -204,9 +108,24 @@ def compute_diagnostics(ctx: StepContext, cfg: DiagnosticsConfig) -> dict[str, f
             )
         if cfg.gradient_similarity:
             if G_P is not None:
-                out.update(_similarity(G_P, "param"))
+                out.update(_similarity(G_P, "parameter"))
             if "feature" in cfg.levels and G_Z is not None:
                 out.update(_similarity(G_Z, "feature"))
     if inter_levels and G_Z is not None:
         out.update(_inter_task_vs_inter_sample(ctx, G_Z, inter_levels))
     return {k: (float(v) if v is not None else math.nan) for k, v in out.items()}
+
+
+class DiagnosticsHook(Hook):
+    """`compute_diagnostics(ctx, cfg)` on the steps `cfg.due(step)` selects (install on every rank)."""
+
+    def __init__(self, cfg: DiagnosticsConfig) -> None:
+        self.cfg = cfg
+
+    @property
+    def keys(self) -> list[str]:
+        """The metrics.csv columns this hook fills."""
+        return self.cfg.keys()
+
+    def on_gradients(self, ctx: StepContext) -> Mapping[str, float]:
+        return compute_diagnostics(ctx, self.cfg) if self.cfg.due(ctx.step) else {}

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from training.rundir import RunDir
+
 # Test metrics of the benchmark table: (column title, key prefix in eval.csv / metrics.json)
 TASK_METRICS = (("BBox", "bbox"), ("VMask", "vmask"), ("AMask", "amask"))
 SUMMARY_METRICS = tuple(f"{prefix}/{m}" for _, prefix in TASK_METRICS for m in ("mAP", "mAR"))
@@ -95,16 +97,17 @@ def load_run(path: str | Path) -> Run:
     if not root.is_dir():
         raise FileNotFoundError(f"RUN_DIR: {root} is not a directory")
     config: dict = {}
-    if (root / "config.yaml").is_file():
-        config = yaml.safe_load((root / "config.yaml").read_text()) or {}
+    paths = RunDir(root)
+    if paths.config.is_file():
+        config = yaml.safe_load(paths.config.read_text()) or {}
         if not isinstance(config, dict):
-            raise ValueError(f"{root / 'config.yaml'}: expected a mapping, got {type(config).__name__}")
+            raise ValueError(f"{paths.config}: expected a mapping, got {type(config).__name__}")
     final_raw: dict = {}
-    if (root / "metrics.json").is_file():
-        final_raw = json.loads((root / "metrics.json").read_text())
+    if paths.metrics_json.is_file():
+        final_raw = json.loads(paths.metrics_json.read_text())
         if not isinstance(final_raw, dict):
             raise ValueError(
-                f"{root / 'metrics.json'}: expected a JSON object, got {type(final_raw).__name__}"
+                f"{paths.metrics_json}: expected a JSON object, got {type(final_raw).__name__}"
             )
     if not config and not final_raw:
         raise FileNotFoundError(
@@ -118,8 +121,8 @@ def load_run(path: str | Path) -> Run:
     seed = final_raw.get("seed", config.get("seed", 0))
     if _level_free(str(method)):
         level = None
-    metrics = read_csv_columns(root / "metrics.csv") if (root / "metrics.csv").is_file() else {}
-    evals = read_csv_columns(root / "eval.csv") if (root / "eval.csv").is_file() else {}
+    metrics = read_csv_columns(paths.metrics_csv) if paths.metrics_csv.is_file() else {}
+    evals = read_csv_columns(paths.eval_csv) if paths.eval_csv.is_file() else {}
     final = {k: _float(v) for k, v in final_raw.items() if k not in ("method", "level", "seed")}
     return Run(
         root,

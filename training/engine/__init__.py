@@ -1,10 +1,12 @@
-"""The training engine: `Trainer` (a short loop) + hooks, steps, checkpoints, evaluation, DDP plumbing.
+"""The training engine: the one step (`TrainStep`), a trainer that only loops (`Trainer`), hooks.
 
-Entry point for a whole run: `training.engine.run.train(cfg, resume=None)`.
+A run is assembled from a config in one place, `training.engine.assembly` (`build_trainer`); the entry
+point for a whole run is `training.engine.run.train(cfg, resume=None)`. A model family plugs in through
+the protocols of `training.engine.protocols` (see docs/architecture.md).
 """
 
-from training.engine.checkpoint import atomic_save, load_checkpoint
-from training.engine.step import StepResult, TrainStep
+from training.engine.hooks import Hook
+from training.engine.step import StepResult, StepState, TrainStep
 from training.engine.trainer import Trainer, TrainingDivergedError
 
-__all__ = ["StepResult", "TrainStep", "Trainer", "TrainingDivergedError", "atomic_save", "load_checkpoint"]
+__all__ = ["Hook", "StepResult", "StepState", "TrainStep", "Trainer", "TrainingDivergedError"]

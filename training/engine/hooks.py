@@ -1,8 +1,17 @@
 """Trainer hooks: everything around the step loop (logging, progress, checkpoints, evaluation, plots).
 
-A hook implements any of `on_start(trainer)`, `after_step(trainer, result)` and `on_end(trainer)`;
-`trainer.step` is the number of optimiser steps done (1 after the first step). Hooks that write files
-run on the main rank only (the trainer decides which hooks it installs).
+A hook implements any of the phases, called in this order:
+    on_start(loop)              before the first step of this process (also after a resume)
+    on_gradients(ctx) -> dict   inside every step, after the losses and the per-task-gradient context
+                                exist and before the method's backward (per-task gradients asked for
+                                here are cached and reused by the method); returns metrics for this
+                                step's row (e.g. diag/*). Runs on every rank.
+    after_step(loop, result)    after each step (skipped steps included)
+    on_end(loop)                after the last step, in reverse order of installation
+    close()                     always, also when the run stops with an error: release what it opened
+`loop.step` is the number of optimiser steps done (1 after the first step). Hooks that write files are
+installed on the main rank only (`training.engine.assembly.build_hooks` decides); file names and metric
+keys come from `training.rundir`.
 """
 
 from __future__ import annotations
@@ -11,32 +20,59 @@ import csv
 import json
 import math
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mtl_grasp.evaluation import OCCLUSION_KEYS, metric_keys
+from torch import nn
+
+from training import rundir
+from training.engine.protocols import Evaluator
 from training.engine.step import StepResult
+from training.mtl.context import StepContext
 
-if TYPE_CHECKING:  # pragma: no cover
-    from training.engine.trainer import Trainer
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
 
-#: the diagnostics columns of metrics.csv named by docs/architecture.md (more when enabled)
-DIAG_KEYS = (
-    "diag/fd", "diag/gds_param", "diag/gms_param", "diag/cr_param",
-    "diag/gds_feature", "diag/gms_feature", "diag/cr_feature",
-)  # fmt: skip
-EVAL_KEYS = tuple(metric_keys()) + OCCLUSION_KEYS
+
+class Loop(Protocol):
+    """What hooks see of the trainer (`training.engine.trainer.Trainer` implements it)."""
+
+    step: int
+    epoch: int
+    total_steps: int
+    resumed: bool
+    train_time_s: float
+    run_dir: rundir.RunDir
+
+    @property
+    def lr(self) -> float: ...
+
+    @property
+    def module(self) -> nn.Module: ...
+
+    def save_checkpoint(self, path: str | Path) -> Path: ...
 
 
 class Hook:
-    def on_start(self, trainer: Trainer) -> None:
+    """Base class: every phase does nothing."""
+
+    def on_start(self, loop: Loop) -> None:
         """Before the first step of this process (also after a resume)."""
 
-    def after_step(self, trainer: Trainer, result: StepResult) -> None:
+    def on_gradients(self, ctx: StepContext) -> Mapping[str, float]:
+        """Inside the step, before the method's backward; metrics for this step's row."""
+        return {}
+
+    def after_step(self, loop: Loop, result: StepResult) -> None:
         """After each step (skipped steps included)."""
 
-    def on_end(self, trainer: Trainer) -> None:
+    def on_end(self, loop: Loop) -> None:
         """After the last step."""
+
+    def close(self) -> None:
+        """Release files, writers and bars; called once, also after an error."""
 
 
 def _cell(value: Any) -> Any:
@@ -73,104 +109,106 @@ class _CsvFile:
 class MetricsCSV(Hook):
     """metrics.csv: step, epoch, lr, time_s, skipped, loss/<name>, weight/<task>, diag/<key>."""
 
-    def __init__(self, loss_names: list[str], task_names: list[str], diag_keys: list[str]) -> None:
-        diag = list(DIAG_KEYS) + [k for k in diag_keys if k not in DIAG_KEYS]
-        self.columns = (
-            ["step", "epoch", "lr", "time_s", "skipped"]
-            + [f"loss/{n}" for n in loss_names]
-            + [f"weight/{t}" for t in task_names]
-            + diag
-        )
-        self.task_names = task_names
+    def __init__(
+        self, loss_names: Sequence[str], task_names: Sequence[str], diag_keys: Sequence[str]
+    ) -> None:
+        self.columns = rundir.metrics_columns(loss_names, task_names, diag_keys)
+        self.task_names = list(task_names)
         self.csv: _CsvFile | None = None
         self._last = time.perf_counter()
 
-    def on_start(self, trainer: Trainer) -> None:
-        keep = trainer.step if trainer.resumed else None
-        self.csv = _CsvFile(trainer.run_dir / "metrics.csv", self.columns, keep)
+    def on_start(self, loop: Loop) -> None:
+        keep = loop.step if loop.resumed else None
+        self.csv = _CsvFile(loop.run_dir.metrics_csv, self.columns, keep)
         self._last = time.perf_counter()
 
-    def after_step(self, trainer: Trainer, result: StepResult) -> None:
+    def after_step(self, loop: Loop, result: StepResult) -> None:
         now = time.perf_counter()
         row: dict[str, Any] = {
-            "step": trainer.step, "epoch": trainer.epoch, "lr": trainer.lr,
+            "step": loop.step, "epoch": loop.epoch, "lr": loop.lr,
             "time_s": round(now - self._last, 6), "skipped": int(result.skipped),
         }  # fmt: skip
         self._last = now
-        row.update({f"loss/{k}": v for k, v in result.named_losses.items()})
+        row.update({rundir.loss_key(k): v for k, v in result.named_losses.items()})
         if result.weights is not None:
-            row.update({f"weight/{t}": w for t, w in zip(self.task_names, result.weights)})
-        row.update(result.diagnostics)
-        assert self.csv is not None
+            row.update({rundir.weight_key(t): w for t, w in zip(self.task_names, result.weights)})
+        row.update(result.metrics)
+        assert self.csv is not None, "MetricsCSV.after_step before on_start"
         self.csv.write(row)
 
-    def on_end(self, trainer: Trainer) -> None:
+    def close(self) -> None:
         if self.csv is not None:
             self.csv.close()
+            self.csv = None
 
 
 class TensorBoard(Hook):
     """tb/: the same scalars as the CSVs (plus the method's extras) for TensorBoard."""
 
-    def __init__(self, task_names: list[str]) -> None:
-        self.task_names, self.writer = task_names, None
+    def __init__(self, task_names: Sequence[str]) -> None:
+        self.task_names = list(task_names)
+        self.writer: SummaryWriter | None = None
 
-    def on_start(self, trainer: Trainer) -> None:
+    def on_start(self, loop: Loop) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step drops events a killed run wrote after its last checkpoint
-        purge = trainer.step + 1 if trainer.resumed else None
-        self.writer = SummaryWriter(str(trainer.run_dir / "tb"), purge_step=purge)
+        purge = loop.step + 1 if loop.resumed else None
+        self.writer = SummaryWriter(str(loop.run_dir.tensorboard), purge_step=purge)
 
-    def after_step(self, trainer: Trainer, result: StepResult) -> None:
-        w, s = self.writer, trainer.step
-        assert w is not None
-        w.add_scalar("lr", trainer.lr, s)
+    def after_step(self, loop: Loop, result: StepResult) -> None:
+        w, s = self.writer, loop.step
+        assert w is not None, "TensorBoard.after_step before on_start"
+        w.add_scalar("lr", loop.lr, s)
         w.add_scalar("skipped", float(result.skipped), s)
         for k, v in result.named_losses.items():
-            w.add_scalar(f"loss/{k}", v, s)
+            w.add_scalar(rundir.loss_key(k), v, s)
         if result.weights is not None:
             for t, v in zip(self.task_names, result.weights):
-                w.add_scalar(f"weight/{t}", v, s)
-        for k, v in {**result.diagnostics, **{f"method/{k}": v for k, v in result.extras.items()}}.items():
+                w.add_scalar(rundir.weight_key(t), v, s)
+        extras = {rundir.METHOD_PREFIX + k: v for k, v in result.extras.items()}
+        for k, v in {**result.metrics, **extras}.items():
             w.add_scalar(k, v, s)
 
-    def log_eval(self, step: int, metrics: dict[str, float]) -> None:
+    def log_eval(self, step: int, metrics: Mapping[str, float]) -> None:
         if self.writer is not None:
             for k, v in metrics.items():
-                self.writer.add_scalar(f"eval/{k}", v, step)
+                self.writer.add_scalar(rundir.EVAL_PREFIX + k, v, step)
             self.writer.flush()
 
-    def on_end(self, trainer: Trainer) -> None:
+    def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
 
 
 class Progress(Hook):
     """tqdm bar: step, total loss, lr, speed and ETA; skipped steps are printed with their reason."""
 
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled, self.bar = enabled, None
+    def __init__(self, enabled: bool = True, desc: str = "train") -> None:
+        self.enabled, self.desc = enabled, desc
+        self.bar: tqdm[Any] | None = None
 
-    def on_start(self, trainer: Trainer) -> None:
+    def on_start(self, loop: Loop) -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(
-            total=trainer.total_steps, initial=trainer.step, disable=not self.enabled, unit="step",
-            dynamic_ncols=True, desc=f"train {trainer.method.name}",
+            total=loop.total_steps, initial=loop.step, disable=not self.enabled, unit="step",
+            dynamic_ncols=True, desc=self.desc,
         )  # fmt: skip
 
-    def after_step(self, trainer: Trainer, result: StepResult) -> None:
-        assert self.bar is not None
+    def after_step(self, loop: Loop, result: StepResult) -> None:
+        assert self.bar is not None, "Progress.after_step before on_start"
         if result.skipped:
-            self.bar.write(f"step {trainer.step}: skipped ({result.reason})")
+            self.bar.write(f"step {loop.step}: skipped ({result.reason})")
         total = sum(v for v in result.named_losses.values())
-        self.bar.set_postfix(loss=f"{total:.4g}", lr=f"{trainer.lr:.3g}", refresh=False)
+        self.bar.set_postfix(loss=f"{total:.4g}", lr=f"{loop.lr:.3g}", refresh=False)
         self.bar.update(1)
 
-    def on_end(self, trainer: Trainer) -> None:
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 class Checkpoint(Hook):
@@ -179,96 +217,112 @@ class Checkpoint(Hook):
     def __init__(self, every: int, keep: bool = False) -> None:
         self.every, self.keep = every, keep
 
-    def after_step(self, trainer: Trainer, result: StepResult) -> None:
-        if self.every > 0 and trainer.step % self.every == 0 and trainer.step < trainer.total_steps:
-            self._save(trainer)
+    def after_step(self, loop: Loop, result: StepResult) -> None:
+        if self.every > 0 and loop.step % self.every == 0 and loop.step < loop.total_steps:
+            self._save(loop)
 
-    def on_end(self, trainer: Trainer) -> None:
-        self._save(trainer)
+    def on_end(self, loop: Loop) -> None:
+        self._save(loop)
 
-    def _save(self, trainer: Trainer) -> None:
-        path = trainer.save_checkpoint(trainer.run_dir / "checkpoints" / "last.pt")
+    def _save(self, loop: Loop) -> None:
+        path = loop.save_checkpoint(loop.run_dir.last_checkpoint)
         if self.keep:
             import shutil
 
-            shutil.copyfile(path, path.with_name(f"step_{trainer.step}.pt"))
+            shutil.copyfile(path, loop.run_dir.step_checkpoint(loop.step))
 
 
 class Evaluate(Hook):
-    """eval.csv every `every` steps (and at the end); metrics.json with the final evaluation."""
+    """eval.csv every `every` steps (and at the end); metrics.json with the final evaluation.
 
-    def __init__(self, evaluator, every: int, at_start: bool = False, tensorboard: TensorBoard | None = None):
+    evaluator: any `training.engine.protocols.Evaluator` (its `keys` are the columns of eval.csv);
+    summary: what metrics.json records besides the metrics (method, level, seed).
+    """
+
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        every: int,
+        at_start: bool = False,
+        tensorboard: TensorBoard | None = None,
+        summary: Mapping[str, Any] | None = None,
+    ) -> None:
         self.evaluator, self.every, self.at_start, self.tb = evaluator, every, at_start, tensorboard
+        self.summary = dict(summary or {})
         self.csv: _CsvFile | None = None
         self.last: dict[str, float] = {}
         self.last_step = -1
 
-    def on_start(self, trainer: Trainer) -> None:
-        keep = trainer.step if trainer.resumed else None
-        self.csv = _CsvFile(trainer.run_dir / "eval.csv", ["step", *EVAL_KEYS], keep)
-        if self.at_start and trainer.step == 0:
-            self._run(trainer)
+    def on_start(self, loop: Loop) -> None:
+        keep = loop.step if loop.resumed else None
+        self.csv = _CsvFile(loop.run_dir.eval_csv, ["step", *self.evaluator.keys], keep)
+        if self.at_start and loop.step == 0:
+            self._run(loop)
 
-    def after_step(self, trainer: Trainer, result: StepResult) -> None:
-        if self.every > 0 and trainer.step % self.every == 0:
-            self._run(trainer)
+    def after_step(self, loop: Loop, result: StepResult) -> None:
+        if self.every > 0 and loop.step % self.every == 0:
+            self._run(loop)
 
-    def on_end(self, trainer: Trainer) -> None:
-        if self.last_step != trainer.step:
-            self._run(trainer)
+    def on_end(self, loop: Loop) -> None:
+        if self.last_step != loop.step:
+            self._run(loop)
         summary = {
-            **self.last, "step": trainer.step, "method": trainer.method.name, "seed": trainer.cfg.seed,
-            "level": trainer.cfg.mtl.level if trainer.method.level is not None else None,
-            "train_time_s": round(trainer.train_time_s, 3),
+            **self.last, **self.summary, "step": loop.step, "train_time_s": round(loop.train_time_s, 3),
         }  # fmt: skip
-        (trainer.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        loop.run_dir.metrics_json.write_text(json.dumps(summary, indent=2))
+
+    def _run(self, loop: Loop) -> None:
+        self.last = self.evaluator(loop.module)
+        self.last_step = loop.step
+        assert self.csv is not None, "Evaluate before on_start"
+        self.csv.write({"step": loop.step, **self.last})
+        if self.tb is not None:
+            self.tb.log_eval(loop.step, self.last)
+
+    def close(self) -> None:
         if self.csv is not None:
             self.csv.close()
-
-    def _run(self, trainer: Trainer) -> None:
-        self.last = self.evaluator(trainer.model)
-        self.last_step = trainer.step
-        assert self.csv is not None
-        self.csv.write({"step": trainer.step, **self.last})
-        if self.tb is not None:
-            self.tb.log_eval(trainer.step, self.last)
+            self.csv = None
 
 
 class Plots(Hook):
     """plots/losses.png (per-loss curves) and plots/weights.png (task weights) from metrics.csv."""
 
-    def on_end(self, trainer: Trainer) -> None:
-        import matplotlib
+    def __init__(self, title: str = "") -> None:
+        self.title = title
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        with open(trainer.run_dir / "metrics.csv", newline="") as f:
+    def on_end(self, loop: Loop) -> None:
+        with open(loop.run_dir.metrics_csv, newline="") as f:
             rows = list(csv.DictReader(f))
         if not rows:
             return
-        out = trainer.run_dir / "plots"
+        out = loop.run_dir.plots
         out.mkdir(exist_ok=True)
+        self._plot(rows, rundir.LOSS_PREFIX, "loss", out / "losses.png")
+        self._plot(rows, rundir.WEIGHT_PREFIX, "task weight", out / "weights.png")
+
+    def _plot(self, rows: list[dict[str, str]], prefix: str, ylabel: str, path: Path) -> None:
+        """One figure of every `prefix` column against the step (nothing when all cells are empty)."""
+        from matplotlib.figure import Figure
+
         steps = [int(r["step"]) for r in rows]
-        kinds = (("loss/", "losses.png", "loss"), ("weight/", "weights.png", "task weight"))
-        for prefix, fname, ylabel in kinds:
-            cols = [c for c in rows[0] if c.startswith(prefix)]
-            fig, ax = plt.subplots(figsize=(8, 4.5))
-            drawn = False
-            for c in cols:
-                pts = [(s, float(r[c])) for s, r in zip(steps, rows) if r[c] not in ("", None)]
-                if pts:
-                    ax.plot(*zip(*pts), label=c[len(prefix):], linewidth=1)
-                    drawn = True
-            if not drawn:
-                plt.close(fig)
-                continue
-            if prefix == "loss/":
-                ax.set_yscale("log")
-            ax.set_xlabel("step")
-            ax.set_ylabel(ylabel)
-            ax.set_title(f"{trainer.method.name}: {ylabel}")
-            ax.legend(fontsize=7, ncol=2)
-            fig.tight_layout()
-            fig.savefig(out / fname, dpi=100)
-            plt.close(fig)
+        series = []
+        for c in (c for c in rows[0] if c.startswith(prefix)):
+            pts = [(s, float(r[c])) for s, r in zip(steps, rows) if r[c] not in ("", None)]
+            if pts:
+                series.append((c[len(prefix) :], pts))
+        if not series:
+            return
+        fig = Figure(figsize=(8, 4.5))
+        ax = fig.subplots()
+        for label, pts in series:
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, label=label, linewidth=1)
+        if prefix == rundir.LOSS_PREFIX:
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{self.title}: {ylabel}" if self.title else ylabel)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)

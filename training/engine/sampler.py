@@ -8,7 +8,8 @@ batch, so the union over ranks of one step is exactly the global batch a single 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -63,3 +64,54 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         for b in range(self.start_batch, self.num_samples // self.global_batch):
             start = b * self.global_batch + self.rank * per_rank
             yield order[start : start + per_rank]
+
+
+def _worker_init(worker_id: int) -> None:
+    # numpy/random in workers follow torch's per-worker seed (itself derived from the epoch generator)
+    import random
+
+    import numpy as np
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class TrainLoader:
+    """The training batches of each epoch: this rank's slices of the (seed, epoch) permutation."""
+
+    def __init__(
+        self,
+        dataset: torch.utils.data.Dataset[Any],
+        collate: Callable[[list[Any]], Any],
+        global_batch: int,
+        seed: int,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.dataset, self.collate, self.global_batch, self.seed = dataset, collate, global_batch, seed
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.rank, self.world_size = rank, world_size
+        self.num_samples = len(dataset)  # type: ignore[arg-type]  # map-style datasets have __len__
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return EpochBatchSampler.batches_per_epoch(self.num_samples, self.global_batch)
+
+    def epoch_seed(self, epoch: int) -> int:
+        return epoch_seed(self.seed, epoch)
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> torch.utils.data.DataLoader[Any]:
+        """The batches of `epoch` from batch `start_batch` on (a resumed run skips the consumed ones)."""
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)  # augmentation draws depend on (seed, epoch, index)
+        sampler = EpochBatchSampler(
+            self.num_samples, self.global_batch, self.seed, epoch, self.rank, self.world_size, start_batch
+        )
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers,
+            pin_memory=self.pin_memory, generator=torch.Generator().manual_seed(self.epoch_seed(epoch)),
+            worker_init_fn=_worker_init if self.num_workers > 0 else None,
+        )  # fmt: skip

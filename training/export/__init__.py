@@ -6,7 +6,7 @@
 CLI: `python -m training export --checkpoint CKPT --out model.onnx`. See docs/runtime.md.
 """
 
-from training.export.checkpoint import config_hash, load_checkpoint, metadata_from_config
+from training.export.checkpoint import config_hash, metadata_from_config, model_from_checkpoint
 from training.export.onnx_export import DEFAULT_OPSET, ExportResult, export_model
 from training.export.parity import ParityError, Tolerances, check_parity
 
@@ -18,6 +18,6 @@ __all__ = [
     "check_parity",
     "config_hash",
     "export_model",
-    "load_checkpoint",
     "metadata_from_config",
+    "model_from_checkpoint",
 ]

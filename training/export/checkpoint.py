@@ -1,27 +1,24 @@
 """Checkpoint -> (model, metadata) for export.
 
-A checkpoint is a dict with at least ``"model"`` (the AmodalRCNN state_dict) and ``"config"`` (the
-resolved training config as a plain dict whose ``"model"`` sub-dict holds the ModelConfig fields).
+The checkpoint format and its reader are `training.checkpoint`; export needs its ``"model"`` (the
+AmodalRCNN state_dict) and ``"config"`` (the resolved training config, whose ``"model"`` sub-dict holds
+the ModelConfig fields).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import pickle
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 
 from mtl_grasp.contract import CLASS_AGNOSTIC_NAMES, ModelMetadata
+from training.checkpoint import MODEL_KEYS, read_checkpoint
 from training.model.amodal_rcnn import AmodalRCNN, RandomInitWarning
 from training.model.config import ModelConfig
-
-log = logging.getLogger(__name__)
 
 
 def config_hash(config: Mapping[str, object]) -> str:
@@ -86,40 +83,12 @@ def build_model(
     return model.eval()
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint dict on CPU; ValueError when missing, unreadable or lacking model/config.
+def model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[AmodalRCNN, dict]:
+    """(model in eval mode, resolved training config) of a checkpoint file or run directory.
 
-    `path` may also be a run directory (its checkpoints/last.pt).
+    Reads with the one checkpoint reader (`training.checkpoint.read_checkpoint`), needing only the
+    "model" and "config" entries.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.pt" if (path / "checkpoints").is_dir() else path / "last.pt"
-    if not path.is_file():
-        raise ValueError(f"checkpoint: no such file {str(path)!r}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Trainer checkpoints may carry non-tensor state (e.g. numpy RNG state) that the safe loader
-        # refuses; the user named this local file explicitly, so it is trusted.
-        log.warning("checkpoint %s holds non-tensor objects; loading it with weights_only=False", path)
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise ValueError(f"checkpoint: cannot read {str(path)!r}: {exc}") from exc
-    except Exception as exc:
-        raise ValueError(f"checkpoint: cannot read {str(path)!r}: {exc}") from exc
-    if not isinstance(ckpt, Mapping) or "model" not in ckpt or "config" not in ckpt:
-        found = sorted(ckpt) if isinstance(ckpt, Mapping) else type(ckpt).__name__
-        raise ValueError(f"checkpoint: {str(path)!r} must be a dict with 'model' and 'config'; found {found}")
-    if not isinstance(ckpt["config"], Mapping):
-        raise ValueError(
-            f"checkpoint: 'config' of {str(path)!r} must be a dict, got {type(ckpt['config']).__name__}"
-        )
-    return dict(ckpt)
-
-
-def load_checkpoint(path: str | os.PathLike) -> tuple[AmodalRCNN, dict]:
-    """(model in eval mode, resolved training config) of a checkpoint file."""
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, required=MODEL_KEYS)
     config = dict(ckpt["config"])
-    return build_model(config, ckpt["model"], source=f"checkpoint {str(path)!r}"), config
+    return build_model(config, ckpt["model"], source=f"checkpoint {ckpt['path']!r}"), config

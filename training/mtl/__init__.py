@@ -1,6 +1,7 @@
 """The MTL method library: registry + one small module per method (see base.py for the interface)."""
 
 from training.mtl.base import (
+    Combination,
     GradientCombination,
     Level,
     LossWeighting,
@@ -12,6 +13,7 @@ from training.mtl.context import NonFiniteError, StepContext
 from training.mtl.registry import build, get, names, register
 
 __all__ = [
+    "Combination",
     "GradientCombination",
     "Level",
     "LossWeighting",

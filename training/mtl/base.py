@@ -10,9 +10,10 @@ It never branches on a method's name; needs are declared as class attributes (ca
 Two bases carry the plumbing so a method module is only its algorithm:
 - LossWeighting: `weights(losses [T]) -> [T]` (or `objective(losses) -> scalar` when the method owns
   learnable parameters, like UW), applied with one backward.
-- GradientCombination: `combine(G [T, n]) -> [n]` on a task-gradient matrix, at the parameter level
-  (G = ∂L/∂θ_s) or the feature level (G = ∂L/∂Z, then one backward of the direction through the
-  backbone). Scale convention: EW's `combine` returns `G.sum(0)`; each method documents its scale.
+- GradientCombination: `combine(G [T, n]) -> Combination(direction [n], weights [T] | None, extras)`
+  on a task-gradient matrix, at the parameter level (G = ∂L/∂θ_s) or the feature level (G = ∂L/∂Z,
+  then one backward of the direction through the backbone): results are values, never attributes.
+  Scale convention: EW's direction is `G.sum(0)`; each method documents its scale.
 State that must survive a resume lives in buffers/parameters or in `get_extra_state`, so
 `state_dict()` round trips reproduce the next step exactly.
 """
@@ -170,26 +171,48 @@ class LossWeighting(MTLMethod):
         return StepReport(weights=w.detach())
 
 
+@dataclass(frozen=True)
+class Combination:
+    """What a gradient combination returns for a task-gradient matrix G `[T, n]` (torchjd's shape:
+    the aggregated direction together with the weights that produced it).
+
+    direction: the update direction `[n]` in G's dtype; EW's would be `G.sum(0)`.
+    weights: effective task weights α `[T]` when direction = αᵀG (float64 for Gram methods), else None.
+    extras: scalar internals worth logging (solver iterations, residuals, ranks).
+    """
+
+    direction: Tensor
+    weights: Tensor | None = None
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GramWeights:
+    """What `GramWeighting.gram_weights` returns: the weights and, as values, what the step changed.
+
+    alpha: task weights `[T]` (float64). extras: scalar internals to log. state: new values of the
+    method's buffers ({buffer name: tensor}); `GramWeighting.combine` copies them into the buffers
+    after checking `alpha`, so the weight function itself never mutates the method.
+    """
+
+    alpha: np.ndarray
+    extras: dict[str, float] = field(default_factory=dict)
+    state: dict[str, Tensor] = field(default_factory=dict)
+
+
 class GradientCombination(MTLMethod):
     """A method that maps the task-gradient matrix G `[T, n]` to one update direction `[n]`."""
 
     kind = "gradient combination"
-    levels = (Level.PARAMETER, Level.FEATURE)
+    levels: ClassVar[tuple[Level, ...]] = (Level.PARAMETER, Level.FEATURE)
     cost = "T (parameter level) / 1 + T head-only (feature level)"
 
-    def __init__(self, num_tasks: int, level: Level | str = Level.PARAMETER) -> None:
-        super().__init__(num_tasks, level)
-        #: effective task weights of the last `combine`, when the method is a linear combination
-        self.last_weights: Tensor | None = None
-        #: scalar internals of the last `combine` (solver iterations, residuals), logged by the trainer
-        self.last_extras: dict[str, float] = {}
-
-    def combine(self, G: Tensor) -> Tensor:  # pragma: no cover - abstract
-        """Update direction `[n]` for task gradients `G [T, n]`; EW would return `G.sum(0)`."""
+    def combine(self, G: Tensor) -> Combination:  # pragma: no cover - abstract
+        """The combination of task gradients `G [T, n]`; EW's direction would be `G.sum(0)`."""
         raise NotImplementedError
 
-    def combine_features(self, G_Z: Tensor, ctx: StepContext) -> Tensor:
-        """Feature-level hook; default is `combine`. (GradDrop overrides it: it needs sign(Z).)"""
+    def combine_features(self, G_Z: Tensor, ctx: StepContext) -> Combination:
+        """Feature-level variant; default is `combine`. (GradDrop overrides it: it needs sign(Z).)"""
         return self.combine(G_Z)
 
     def check_task_matrix(self, G: Tensor) -> None:
@@ -209,47 +232,48 @@ class GradientCombination(MTLMethod):
 
     def backward(self, ctx: StepContext) -> StepReport:
         ctx.check_losses_finite()
-        self.last_weights = None
-        self.last_extras = {}
         hw = self.head_weights()
-        # pass head_weights only when used, so StepContext subclasses with the older signature still work
-        extra = {} if hw is None else {"head_weights": hw}
         if self.level is Level.PARAMETER:
-            d = self.combine(working_precision(ctx.param_grads()))
-            ctx.backward_shared_direction(d, **extra)
+            result = self.combine(working_precision(ctx.param_grads()))
+            ctx.backward_shared_direction(result.direction, head_weights=hw)
         else:
-            d = self.combine_features(working_precision(ctx.feature_grads()), ctx)
-            ctx.backward_feature_direction(d, **extra)
-        w = self.last_weights
-        return StepReport(weights=None if w is None else w.detach().float(), extras=dict(self.last_extras))
+            result = self.combine_features(working_precision(ctx.feature_grads()), ctx)
+            ctx.backward_feature_direction(result.direction, head_weights=hw)
+        w = result.weights
+        return StepReport(weights=None if w is None else w.detach().float(), extras=dict(result.extras))
 
 
 class GramWeighting(GradientCombination):
     """A combination `d = Gᵀα` whose weights α depend only on the Gram matrix `M = G Gᵀ`.
 
-    Subclasses implement `gram_weights(M) -> α` on the float64 `[T, T]` Gram matrix; the base builds
-    M in float64 (chunked), checks α is finite, records it in `last_weights` and applies it in G's
-    dtype (at least float32: half-precision G is promoted first). Working on M makes the cost of the
-    method itself O(T²n) for M plus O(Tn) for d. Rank decisions use float32's epsilon whatever G's
-    dtype (`solvers.RANK_EPS`, as the reference code), so bf16/fp16/float64 G give the same rank.
+    Subclasses implement `gram_weights(M) -> GramWeights` on the float64 `[T, T]` Gram matrix without
+    changing the method; the base builds M in float64 (chunked), checks α is finite, then stores the
+    returned buffer values and applies α in G's dtype (at least float32: half-precision G is promoted
+    first). Working on M makes the cost of the method itself O(T²n) for M plus O(Tn) for d. Rank
+    decisions use float32's epsilon whatever G's dtype (`solvers.RANK_EPS`, as the reference code),
+    so bf16/fp16/float64 G give the same rank.
     """
 
-    def gram_weights(self, M: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        """Task weights α `[T]` (float64) for the Gram matrix `M [T, T]` (float64)."""
+    def gram_weights(self, M: np.ndarray) -> GramWeights:  # pragma: no cover - abstract
+        """Task weights α `[T]` (float64) for the Gram matrix `M [T, T]` (float64), and what the step
+        changes (extras to log, new buffer values) as values."""
         raise NotImplementedError
 
-    def combine(self, G: Tensor) -> Tensor:
+    def combine(self, G: Tensor) -> Combination:
         self.check_task_matrix(G)
         G = working_precision(G)
         M = gram(G)
         if not np.all(np.isfinite(M)):
             raise NonFiniteError(f"{self.name}: the Gram matrix of G is not finite (gradients too large?)")
-        alpha = np.asarray(self.gram_weights(M), dtype=np.float64)
+        out = self.gram_weights(M)
+        alpha = np.asarray(out.alpha, dtype=np.float64)
         if alpha.shape != (self.num_tasks,) or not np.all(np.isfinite(alpha)):
             raise NonFiniteError(f"{self.name}: solver returned invalid weights {alpha!r}")
+        with torch.no_grad():
+            for name, value in out.state.items():
+                getattr(self, name).copy_(value)
         w = torch.as_tensor(alpha, dtype=torch.float64, device=G.device)
-        self.last_weights = w
-        return w.to(G.dtype) @ G
+        return Combination(direction=w.to(G.dtype) @ G, weights=w, extras=dict(out.extras))
 
 
 def hyperparameters(cls: type[MTLMethod]) -> dict[str, tuple[Any, Any]]:

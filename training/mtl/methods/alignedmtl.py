@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.mtl.base import GramWeighting, Level
-from training.mtl.registry import register
+from training.mtl.base import GramWeighting, GramWeights, Level
+from training.mtl.registry import alias, register
 from training.mtl.solvers import RANK_EPS
 
 _SCALE_MODES = ("min", "median", "rmse")
@@ -64,27 +64,16 @@ class AlignedMTL(GramWeighting):
             raise ValueError(f"alignedmtl: scale_mode must be one of {_SCALE_MODES}, got {scale_mode!r}")
         self.scale_mode = scale_mode
 
-    def gram_weights(self, M: np.ndarray) -> np.ndarray:
+    def gram_weights(self, M: np.ndarray) -> GramWeights:
         B = balance_matrix(M, self.scale_mode, RANK_EPS)
-        self.last_extras = {"rank": float(np.linalg.matrix_rank(B)) if np.any(B) else 0.0}
-        return B @ np.ones(M.shape[0])
+        rank = float(np.linalg.matrix_rank(B)) if np.any(B) else 0.0
+        return GramWeights(B @ np.ones(M.shape[0]), {"rank": rank})
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, scale_mode={self.scale_mode}"
 
 
-@register
-class AlignedMTLUB(AlignedMTL):
-    """Aligned-MTL-UB: Aligned-MTL on the feature-level gradients (Senushkin et al.).
-
-    Identical to `alignedmtl` built with `mtl.level=feature`; registered under its paper name so that it
-    can be named directly. The parameter level is `alignedmtl`.
-    """
-
-    name = "alignedmtl_ub"
-    levels = (Level.FEATURE,)
-    default_level = Level.FEATURE
-    level_note = (
-        "alignedmtl_ub is alignedmtl at the feature level by definition; "
-        "use `alignedmtl` for the parameter level."
-    )
+# Aligned-MTL-UB (Senushkin et al.) is Aligned-MTL on the feature-level gradients
+alias("alignedmtl_ub", "alignedmtl", Level.FEATURE,
+      "alignedmtl_ub is alignedmtl at the feature level by definition; use `alignedmtl` for the "
+      "parameter level.")

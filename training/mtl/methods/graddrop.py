@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from training.mtl.base import GradientCombination, Level
+from training.mtl.base import Combination, GradientCombination, Level
 from training.mtl.context import StepContext
 from training.mtl.registry import register
 
@@ -61,12 +61,12 @@ class GradDrop(GradientCombination):
             raise ValueError(f"graddrop: leak must be in [0, 1], got {leak!r}")
         self.leak = float(leak)
 
-    def combine(self, G: Tensor) -> Tensor:
+    def combine(self, G: Tensor) -> Combination:
         """Parameter-level form: sign(Z) ≡ 1, no batch reduction."""
         self.check_task_matrix(G)
-        return _drop(G, G.unsqueeze(1), self.leak).reshape(-1)
+        return Combination(direction=_drop(G, G.unsqueeze(1), self.leak).reshape(-1))
 
-    def combine_features(self, G_Z: Tensor, ctx: StepContext) -> Tensor:
+    def combine_features(self, G_Z: Tensor, ctx: StepContext) -> Combination:
         """Paper form on ∂L/∂Z: masks from Σ_batch sign(Z) ∘ ∇_i per FPN level."""
         self.check_task_matrix(G_Z)
         feats = [z.detach() for z in ctx.feature_leaves]
@@ -82,7 +82,7 @@ class GradDrop(GradientCombination):
             sign = torch.sign(z).reshape(1, batch, -1).to(grads.dtype)
             out.append(_drop((sign * grads).sum(1), grads, self.leak).reshape(-1))
             offset += z.numel()
-        return torch.cat(out)
+        return Combination(direction=torch.cat(out))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, leak={self.leak}"

@@ -6,7 +6,7 @@ Multi-task Optimization in Massively Multilingual Models", ICLR 2021, https://ar
 Update: for each task i, g_i' = g_i; for j ≠ i in a random order: φ = cos(g_i', g_j); if φ < φ̂_ij,
 g_i' += ‖g_i'‖ (φ̂_ij √(1−φ²) − φ √(1−φ̂_ij²)) / (‖g_j‖ √(1−φ̂_ij²) + eps) · g_j; then (always)
 φ̂_ij ← (1−β) φ̂_ij + β φ. d = Σ_i g_i'. With φ̂ = 0 this is exactly PCGrad.
-Computed exactly in Gram space (g_i' = Gᵀc_i), so `last_weights` = Σ_i c_i.
+Computed exactly in Gram space (g_i' = Gᵀc_i), so the weights are Σ_i c_i.
 Hyperparameters: beta 0.5 (LibMTL, torchjd, SamsungLabs), eps 1e-8 (torchjd; applied on the Gram
 matrix normalised by its largest diagonal, so it is scale-free).
 State: the targets φ̂ `[T, T]` (float64 buffer `targets`, init 0) — in `state_dict`.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.mtl.base import GramWeighting, Level
+from training.mtl.base import GramWeighting, GramWeights, Level
 from training.mtl.registry import register
 from training.mtl.solvers import normalized_gram
 
@@ -48,7 +48,7 @@ class GradVac(GramWeighting):
         self.beta, self.eps = float(beta), float(eps)
         self.register_buffer("targets", torch.zeros(num_tasks, num_tasks, dtype=torch.float64))
 
-    def gram_weights(self, M: np.ndarray) -> np.ndarray:
+    def gram_weights(self, M: np.ndarray) -> GramWeights:
         T = M.shape[0]
         Mn, _ = normalized_gram(M)
         targets = self.targets.cpu().numpy().copy()
@@ -67,8 +67,8 @@ class GradVac(GramWeighting):
                     coef = norm_i * numer / (norm_j * root_t + self.eps)
                     C[i, j] += coef
                 targets[i, j] = (1.0 - self.beta) * target + self.beta * phi
-        self.targets.copy_(torch.from_numpy(targets))
-        return C.sum(0)
+        # the new targets are returned as a value; `combine` stores them once α is known to be valid
+        return GramWeights(C.sum(0), state={"targets": torch.from_numpy(targets)})
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, beta={self.beta}, eps={self.eps}"

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from training.mtl.base import GramWeighting, Level, LossWeighting, StepReport
+from training.mtl.base import GramWeighting, GramWeights, Level, LossWeighting, StepReport
 from training.mtl.context import StepContext
 from training.mtl.registry import register
 from training.mtl.solvers import RANK_EPS, normalized_gram
@@ -60,8 +60,8 @@ class IMTLG(GramWeighting):
     name = "imtl_g"
     paper = _PAPER + " (IMTL-G)"
 
-    def gram_weights(self, M: np.ndarray) -> np.ndarray:
-        return imtl_g_weights(M, RANK_EPS)
+    def gram_weights(self, M: np.ndarray) -> GramWeights:
+        return GramWeights(imtl_g_weights(M, RANK_EPS))
 
 
 @register
@@ -93,10 +93,10 @@ class IMTL(GramWeighting):
     def _scales(self) -> np.ndarray:
         return self.s.detach().double().exp().cpu().numpy()
 
-    def gram_weights(self, M: np.ndarray) -> np.ndarray:
+    def gram_weights(self, M: np.ndarray) -> GramWeights:
         scale = self._scales()
         alpha = imtl_g_weights(M * np.outer(scale, scale), RANK_EPS)  # Gram of the scaled gradients
-        return alpha * scale  # weights on the raw gradients
+        return GramWeights(alpha * scale)  # weights on the raw gradients
 
     def head_weights(self) -> Tensor:
         return self.s.detach().exp()

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.mtl.base import GramWeighting, Level
-from training.mtl.registry import register
+from training.mtl.base import GramWeighting, GramWeights, Level
+from training.mtl.registry import alias, register
 from training.mtl.solvers import min_norm_simplex, normalized_gram
 
 _NORMALIZATIONS = ("none", "l2")
@@ -58,7 +58,7 @@ class MGDA(GramWeighting):
             raise ValueError(f"mgda: tol must be > 0, got {tol!r}")
         self.normalization, self.max_iter, self.tol = normalization, max_iter, float(tol)
 
-    def gram_weights(self, M: np.ndarray) -> np.ndarray:
+    def gram_weights(self, M: np.ndarray) -> GramWeights:
         scale = np.ones(M.shape[0])
         if self.normalization == "l2":
             norms = np.sqrt(np.maximum(np.diag(M), 0.0))
@@ -68,28 +68,16 @@ class MGDA(GramWeighting):
         Mn, s = normalized_gram(M)
         if s == 0.0:
             alpha = np.full(M.shape[0], 1.0 / M.shape[0])
-            self.last_extras = {"solver_iters": 0.0, "kkt_gap": 0.0, "min_norm": 0.0}
-            return alpha * scale
+            return GramWeights(alpha * scale, {"solver_iters": 0.0, "kkt_gap": 0.0, "min_norm": 0.0})
         alpha, info = min_norm_simplex(Mn, self.max_iter, self.tol)
-        self.last_extras = {
+        extras = {
             "solver_iters": float(info.iterations),
             "kkt_gap": info.residual,
             "min_norm": float(np.sqrt(max(alpha @ M @ alpha, 0.0))),
         }
-        return alpha * scale
+        return GramWeights(alpha * scale, extras)
 
 
-@register
-class MGDAUB(MGDA):
-    """MGDA-UB: MGDA on the feature-level gradients (Sener & Koltun's upper-bound surrogate).
-
-    Identical to `mgda` built with `mtl.level=feature`; registered under its paper name so that it
-    can be named directly. The parameter level is `mgda`.
-    """
-
-    name = "mgda_ub"
-    levels = (Level.FEATURE,)
-    default_level = Level.FEATURE
-    level_note = (
-        "mgda_ub is mgda at the feature level by definition; use `mgda` for the parameter level."
-    )
+# MGDA-UB (Sener & Koltun's upper-bound surrogate) is MGDA on the feature-level gradients
+alias("mgda_ub", "mgda", Level.FEATURE,
+      "mgda_ub is mgda at the feature level by definition; use `mgda` for the parameter level.")

@@ -12,7 +12,8 @@ diagonal; the solution for M is then α/√s), warm-started from the previous st
 `optim_niter` Newton iterations (tolerance 1e-10 on max|α⊙Mα − 1|, usually reached in < 10).
 Hyperparameters (official defaults, nash-mtl `NashMTL`, LibMTL HEAD, torchjd): optim_niter 20,
 max_norm 1.0 (0 disables clipping), update_weights_every 1 (in between, the last α is reused).
-State (buffers, in `state_dict`): `alpha` (last raw α), `warm` (normalised warm start), `step`.
+State (buffers, in `state_dict`): `alpha` (last raw α), `warm` (normalised warm start), `step`; the
+weight function returns their new values and `GramWeighting.combine` stores them (after checking α).
 Scale: raw α (official); ‖d‖ = √T before clipping, i.e. unrelated to EW's G.sum(0) scale; with
 max_norm 1 every shared update has norm ≤ 1.
 Edge cases (documented behaviour): a zero row (‖g_i‖ < 1e-8·max‖g_j‖) has no finite Nash solution
@@ -31,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.mtl.base import GramWeighting, Level
+from training.mtl.base import GramWeighting, GramWeights, Level
 from training.mtl.registry import register
 from training.mtl.solvers import nash_bargaining, normalized_gram
 
@@ -70,14 +71,16 @@ class NashMTL(GramWeighting):
         self.register_buffer("warm", torch.zeros(num_tasks, dtype=torch.float64))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
 
-    def gram_weights(self, M: np.ndarray) -> np.ndarray:
+    def gram_weights(self, M: np.ndarray) -> GramWeights:
+        """α for M; the solver state of this step (step count, α, warm start) is returned as values."""
         step = int(self.step)
-        self.step += 1
+        state = {"step": torch.tensor(step + 1, dtype=torch.int64)}
         Mn, s = normalized_gram(M)
         if s == 0.0:
-            self.last_extras = {"nash_residual": 0.0, "solver_iters": 0.0}
-            return np.zeros(M.shape[0])
-        if step % self.update_weights_every == 0 or not bool(torch.any(self.alpha > 0)):
+            return GramWeights(np.zeros(M.shape[0]), {"nash_residual": 0.0, "solver_iters": 0.0}, state)
+        extras: dict[str, float] = {}
+        raw = self.alpha.cpu().numpy().copy()  # the last solution, reused between updates
+        if step % self.update_weights_every == 0 or not np.any(raw > 0):
             # a zero gradient has no utility to bargain with: α_i = 0, the others solve among themselves
             active = np.diag(Mn) > _ZERO_NORM2
             warm = self.warm.cpu().numpy()[active]
@@ -85,15 +88,15 @@ class NashMTL(GramWeighting):
             beta[active], info = nash_bargaining(
                 Mn[np.ix_(active, active)], warm if np.all(warm > 0) else None, max_iter=self.optim_niter
             )
-            self.warm.copy_(torch.from_numpy(beta))
-            self.alpha.copy_(torch.from_numpy(beta / np.sqrt(s)))
-            self.last_extras = {"nash_residual": info.residual, "solver_iters": float(info.iterations)}
-        alpha = self.alpha.cpu().numpy().copy()
+            raw = beta / np.sqrt(s)
+            state.update(warm=torch.from_numpy(beta), alpha=torch.from_numpy(raw))
+            extras = {"nash_residual": info.residual, "solver_iters": float(info.iterations)}
+        alpha = raw.copy()
         norm = float(np.sqrt(max(alpha @ M @ alpha, 0.0)))
         if self.max_norm > 0.0 and norm > self.max_norm:
             alpha *= self.max_norm / norm
-        self.last_extras["direction_norm"] = norm
-        return alpha
+        extras["direction_norm"] = norm
+        return GramWeights(alpha, extras, state)
 
     def extra_repr(self) -> str:
         return (

@@ -6,7 +6,7 @@ Learning", NeurIPS 2020, https://arxiv.org/abs/2001.06782.
 Update: for each task i, g_i' = g_i; for j ≠ i in a random order, if g_i'·g_j < 0 then
 g_i' ← g_i' − (g_i'·g_j / ‖g_j‖²) g_j (projection onto the normal plane of the ORIGINAL g_j).
 d = Σ_i g_i'. Computed exactly in Gram space: g_i' = Gᵀc_i with coefficients c_i, g_i'·g_j = (Mc_i)_j,
-so the method is a linear combination d = Gᵀ(Σ_i c_i) and `last_weights` = Σ_i c_i (torchjd's
+so the method is a linear combination d = Gᵀ(Σ_i c_i) with weights Σ_i c_i (torchjd's
 weighting form). No hyperparameters.
 Stochastic: one permutation of the other tasks per task i per step from `torch.randperm` on the CPU
 (torch's global RNG, checkpointed by the trainer). For T = 2 the order is irrelevant. No other state.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.mtl.base import GramWeighting
+from training.mtl.base import GramWeighting, GramWeights
 from training.mtl.registry import register
 from training.mtl.solvers import normalized_gram
 
@@ -37,7 +37,7 @@ class PCGrad(GramWeighting):
     )
     stochastic = True
 
-    def gram_weights(self, M: np.ndarray) -> np.ndarray:
+    def gram_weights(self, M: np.ndarray) -> GramWeights:
         T = M.shape[0]
         Mn, _ = normalized_gram(M)  # scale-free: the projection coefficients are ratios of M entries
         C = np.eye(T)
@@ -47,4 +47,4 @@ class PCGrad(GramWeighting):
                 dot = float(Mn[j] @ C[i])  # g_i'·g_j
                 if dot < 0.0 and Mn[j, j] > 0.0:
                     C[i, j] -= dot / Mn[j, j]
-        return C.sum(0)
+        return GramWeights(C.sum(0))

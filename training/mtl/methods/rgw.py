@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from training.mtl.base import GradientCombination
+from training.mtl.base import Combination, GradientCombination
 from training.mtl.registry import register
 
 
@@ -30,10 +30,9 @@ class RGW(GradientCombination):
     )
     stochastic = True
 
-    def combine(self, G: Tensor) -> Tensor:
+    def combine(self, G: Tensor) -> Combination:
         self.check_task_matrix(G)
         # drawn on the CPU in float32 so the sequence is device-independent; no Gram matrix is needed
         eps = torch.randn(self.num_tasks).double()  # the seeded float32 draw; softmax in float64
         w = torch.softmax(eps, dim=0).to(G.device)
-        self.last_weights = w
-        return w.to(G.dtype) @ G
+        return Combination(direction=w.to(G.dtype) @ G, weights=w)

@@ -1,4 +1,5 @@
-"""Torch-side evaluation: run the model on a split, paste masks like the runtime, score with pycocotools.
+"""The bin-picking family's evaluator: run the model on a split, paste masks like the runtime, score
+with pycocotools (COCO mAP/mAR for amodal boxes, visible and amodal masks; occlusion accuracy).
 
 Boxes and 28x28 ROI masks come out at the network input size S; they are mapped back to the camera
 image with `mtl_grasp.runtime.postprocess` (`boxes_to_image`, `paste_masks`), the same functions the
@@ -14,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtl_grasp.evaluation import evaluate
+from mtl_grasp.evaluation import OCCLUSION_KEYS, evaluate, metric_keys
 from mtl_grasp.runtime.postprocess import boxes_to_image, paste_masks
+from training.data.dataset import MetaGraspNetDataset
 from training.engine.step import autocast_context
 
 
@@ -41,7 +43,7 @@ def _to_prediction(
 @torch.no_grad()
 def predict(
     model: torch.nn.Module,
-    dataset: torch.utils.data.Dataset,
+    dataset: MetaGraspNetDataset,
     device: torch.device,
     amp: str = "none",
     max_images: int = 0,
@@ -81,12 +83,15 @@ def subset_gt(gt: Mapping[str, Any], image_ids: set[int]) -> dict[str, Any]:
     }
 
 
-class Evaluator:
-    """`evaluator(model) -> metrics` on a fixed dataset and its COCO ground truth."""
+class CocoEvaluator:
+    """`evaluator(model) -> metrics` on a fixed dataset and its COCO ground truth (an engine
+    `Evaluator`: its `keys` are the columns of eval.csv)."""
+
+    keys: tuple[str, ...] = (*metric_keys(), *OCCLUSION_KEYS)
 
     def __init__(
         self,
-        dataset: torch.utils.data.Dataset,
+        dataset: MetaGraspNetDataset,
         gt: Mapping[str, Any],
         device: torch.device,
         amp: str = "none",
