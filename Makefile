@@ -13,10 +13,12 @@ demo: bootstrap
 
 test: bootstrap
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 lint: bootstrap
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 clean:
-	rm -rf runs build install log .pytest_cache
+	rm -rf runs build install log .pytest_cache .mypy_cache

@@ -80,7 +80,7 @@ def _listing(keys: Sequence[str]) -> str:
 
 
 def read_checkpoint(
-    path: str | os.PathLike[str],
+    path: str | Path,
     map_location: str | torch.device = "cpu",
     required: Sequence[str] = CHECKPOINT_KEYS,
 ) -> dict[str, Any]:

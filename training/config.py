@@ -138,9 +138,9 @@ class TrainConfig:
             "optim.lr": self.optim.lr,
             "train.max_nonfinite": self.train.max_nonfinite,
         }
-        for key, value in positive.items():
-            if value <= 0:
-                raise ValueError(f"{key}: expected a positive number, got {value!r}")
+        for key, number in positive.items():
+            if number <= 0:
+                raise ValueError(f"{key}: expected a positive number, got {number!r}")
         non_negative = {
             "train.checkpoint_every": self.train.checkpoint_every,
             "train.eval_every": self.train.eval_every,
@@ -152,9 +152,9 @@ class TrainConfig:
             "optim.grad_clip": self.optim.grad_clip,
             "train.threads": self.train.threads,
         }
-        for key, value in non_negative.items():
-            if value < 0:
-                raise ValueError(f"{key}: expected a value >= 0, got {value!r}")
+        for key, number in non_negative.items():
+            if number < 0:
+                raise ValueError(f"{key}: expected a value >= 0, got {number!r}")
         if not 0.0 < self.schedule.warmup_factor <= 1.0:
             raise ValueError(
                 f"schedule.warmup_factor: expected a value in (0, 1], got {self.schedule.warmup_factor!r}"
@@ -180,38 +180,29 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check `value` against annotation `tp` and convert lists to tuples etc.; errors name `key`."""
-    origin = typing.get_origin(tp)
+def _coerce_union(value: Any, tp: Any, key: str) -> Any:
+    """`X | Y | None`: None when allowed, else the first member type that accepts the value."""
     args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ValueError as exc:
-                errors.append(str(exc))
-        raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, Mapping):
-            raise ValueError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
-        return _build(tp, value, key)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{key}: expected a bool (true/false), got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key}: expected an int, got {value!r}")
-        return value
+    if value is None and type(None) in args:
+        return None
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(value, arg, key)
+        except ValueError:
+            continue
+    raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _coerce_scalar(value: Any, tp: type, key: str) -> Any:
+    """bool, int, float (numeric strings accepted) and str; no silent conversion between them."""
+    if tp is bool and not isinstance(value, bool):
+        raise ValueError(f"{key}: expected a bool (true/false), got {value!r}")
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{key}: expected an int, got {value!r}")
+    if tp is str and not isinstance(value, str):
+        raise ValueError(f"{key}: expected a string, got {value!r}")
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             # YAML 1.1 reads "1e-4" (no dot) as a string; accept numeric strings for floats only.
@@ -222,27 +213,45 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                     pass
             raise ValueError(f"{key}: expected a float, got {value!r}")
         return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{key}: expected a string, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ValueError(f"{key}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key}: expected a list, got {value!r}")
-        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    return value
+
+
+def _coerce_container(value: Any, tp: Any, key: str) -> Any:
+    """tuple[X, Y] / tuple[X, ...] / list[X] from a list, dict[str, X] from a mapping."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ValueError(f"{key}: expected a mapping, got {value!r}")
         vt = args[1] if args else Any
         return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{key}: expected a list, got {value!r}")
+    if origin is list:
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if len(value) != len(args):
+        raise ValueError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+    return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against annotation `tp` and convert lists to tuples etc.; errors name `key`."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        return _coerce_union(value, tp, key)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return _build(tp, value, key)
+    if tp in (bool, int, float, str):
+        return _coerce_scalar(value, tp, key)
+    if origin in (tuple, list, dict):
+        return _coerce_container(value, tp, key)
     raise ValueError(f"{key}: unsupported annotation {tp!r}")  # pragma: no cover - programming error
 
 

@@ -71,7 +71,7 @@ def sample_annotations(
     min_visible_area: int = 1,
 ) -> list[dict]:
     """COCO annotations of one view's objects that have >= ``min_visible_area`` visible pixels."""
-    anns = []
+    anns: list[dict] = []
     vis_area = sample.visible_area
     for k in range(len(sample.object_ids)):
         if vis_area[k] < min_visible_area:
@@ -136,7 +136,9 @@ def build_coco(
         if not all_views:
             raise DataError(f"{root}: no views found (expected scene folders with <v>.npz and <v>_rgb.png)")
         views = select_split(all_views, split, splits_file)
-    images, annotations, category_ids = [], [], set()
+    images: list[dict] = []
+    annotations: list[dict] = []
+    category_ids: set[int] = set()
     for ref in views:
         sample = load_view(ref)
         images.append(_image_entry(ref, sample))

@@ -164,8 +164,9 @@ def discover_views(root: str | Path, require_amodal: bool = False) -> list[ViewR
             scene = root.name
         amodal = scene_dir / f"{v}_amodal.npz"
         order = scene_dir / f"{v}_order.json"
-        camera = scene_dir / f"{v}_camera_params.json"
-        if not camera.is_file():  # the V2 sim samples store intrinsics for one viewpoint only
+        own_camera = scene_dir / f"{v}_camera_params.json"
+        camera: Path | None = own_camera
+        if not own_camera.is_file():  # the V2 sim samples store intrinsics for one viewpoint only
             others = sorted(scene_dir.glob("*_camera_params.json"), key=lambda p: natural_key(p.name))
             camera = others[0] if others else None
         amodal_path = amodal if amodal.is_file() else None

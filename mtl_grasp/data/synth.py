@@ -42,6 +42,7 @@ import math
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, cast
 from pathlib import Path
 
 import cv2
@@ -246,10 +247,13 @@ def make_layout(rng: np.random.Generator) -> SceneLayout:
         wall_cm=float(rng.uniform(*WALL_HEIGHT_CM)),
         floor_rect=floor_rect,
         wall_width=float(wall_w),
-        bin_colour=tuple(
-            float(c) * rng.uniform(0.85, 1.15) for c in BIN_COLOURS[rng.integers(len(BIN_COLOURS))]
+        bin_colour=cast(
+            tuple[float, float, float],
+            tuple(float(c) * rng.uniform(0.85, 1.15) for c in BIN_COLOURS[rng.integers(len(BIN_COLOURS))]),
         ),
-        wall_shades=tuple(float(s) for s in rng.uniform(0.7, 1.1, 4)),
+        wall_shades=cast(
+            tuple[float, float, float, float], tuple(float(s) for s in rng.uniform(0.7, 1.1, 4))
+        ),
         floor_waves=_random_waves(rng),
     )
     centres = [tuple(rng.uniform(0.3, 0.7, 2)) for _ in range(int(rng.integers(1, 4)))]
@@ -334,6 +338,7 @@ def _object_patch(obj: PlacedObject, view: ViewPose, size: int):
     else:  # star-shaped polygon: inside iff left of the edge of the sector that contains the point
         ang = np.arctan2(vn, un) % (2 * math.pi)
         pa, pr = obj.poly_angles, obj.poly_radii
+        assert pa is not None and pr is not None, "a polygon article always has its vertices"
         px, py = pr * np.cos(pa), pr * np.sin(pa)
         k = (np.searchsorted(pa, ang, side="right") - 1) % len(pa)
         k2 = (k + 1) % len(pa)
@@ -407,7 +412,7 @@ def render_view(
     zbuf, rgb = _background(layout, view, size)
     ids = np.zeros((size, size), np.uint16)
     amodal = np.zeros((n, size, size), bool)
-    patches = []
+    patches: list[tuple[Any, np.ndarray] | None] = []  # per object: (slices of its box, its surface)
     surfaces = np.full((n, size, size), np.inf, np.float32) if keep_surfaces else None
     for i, obj in enumerate(layout.objects):
         patch = _object_patch(obj, view, size)

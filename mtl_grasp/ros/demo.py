@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -53,7 +53,7 @@ def _summarise(msg: Any) -> DetectedFrame:
                 id=i.id,
                 class_name=i.class_name,
                 score=float(i.score),
-                amodal_box=tuple(float(v) for v in i.amodal_box),
+                amodal_box=cast(tuple[float, float, float, float], tuple(float(v) for v in i.amodal_box)),
                 visible_pixels=int(np.count_nonzero(np.frombuffer(bytes(i.visible_mask.data), np.uint8))),
                 occluded=bool(i.occluded),
                 occlusion_probability=float(i.occlusion_probability),

@@ -49,9 +49,9 @@ class NodeStats:
             raise ValueError(f"window >= 1 and fps_window_s > 0 expected, got {window}, {fps_window_s}")
         self._lock = threading.Lock()
         self._clock = clock
-        self._latency = deque(maxlen=window)
-        self._inference = deque(maxlen=window)
-        self._done_at = deque(maxlen=window)
+        self._latency: deque[float] = deque(maxlen=window)
+        self._inference: deque[float] = deque(maxlen=window)
+        self._done_at: deque[float] = deque(maxlen=window)
         self._fps_window_s = fps_window_s
         self.frames = 0
         self.bad_frames = 0

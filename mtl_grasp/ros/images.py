@@ -62,12 +62,12 @@ def image_to_array(msg: Any, name: str = "image") -> np.ndarray:
             f"{name}: data has {buf.size} bytes; expected step*height = {step}*{height} = {step * height}"
         )
     rows = buf[: step * height].reshape(height, step)[:, :row_bytes]
-    order = ">" if msg.is_bigendian else "<"
     if dtype.itemsize == 1:
         arr = rows.reshape(height, width, channels)
     else:
         # A padded row slice is not contiguous; view() needs a contiguous last axis, which it has.
-        arr = np.ascontiguousarray(rows).view(dtype.newbyteorder(order)).reshape(height, width, channels)
+        order = dtype.newbyteorder(">" if msg.is_bigendian else "<")
+        arr = np.ascontiguousarray(rows).view(order).reshape(height, width, channels)
         if arr.dtype != dtype:
             arr = arr.astype(dtype)  # to native byte order (NumPy 2 has no ndarray.newbyteorder)
     return arr[:, :, 0] if channels == 1 else arr
@@ -117,7 +117,9 @@ def array_to_image(arr: np.ndarray, encoding: str, header: Any = None, msg_type:
     `header` is assigned as is (pass the input header to propagate stamp and frame_id).
     """
     if msg_type is None:
-        from sensor_msgs.msg import Image as msg_type  # noqa: N813 - import on use keeps this module ROS-free
+        from sensor_msgs.msg import Image  # import on use keeps this module ROS-free
+
+        msg_type = Image
     return fill_image(msg_type(), arr, encoding, header)
 
 

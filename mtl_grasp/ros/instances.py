@@ -10,7 +10,7 @@ Boxes use pixel-edge coordinates: a mask occupying columns 3..5 has x1 = 3, x2 =
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -32,14 +32,14 @@ class DetectionsLike(Protocol):
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """Tight pixel-edge box (x1, y1, x2, y2) of a 2-D boolean mask, or None when it is empty."""
     if mask.dtype == bool and mask.flags.c_contiguous and mask.shape[1] % 8 == 0:
-        rows = mask.view(np.uint64).any(axis=1)  # 8 pixels per test
+        rows = cast(np.ndarray, mask.view(np.uint64).any(axis=1))  # 8 pixels per test
     else:
-        rows = mask.any(axis=1)
+        rows = cast(np.ndarray, mask.any(axis=1))
     y1 = int(rows.argmax())  # first True (argmax is cheaper than flatnonzero on short vectors)
     if not rows[y1]:
         return None
     y2 = rows.size - int(rows[::-1].argmax())
-    cols = mask[y1:y2].any(axis=0)  # only the occupied rows
+    cols = cast(np.ndarray, mask[y1:y2].any(axis=0))  # only the occupied rows
     return int(cols.argmax()), y1, cols.size - int(cols[::-1].argmax()), y2
 
 

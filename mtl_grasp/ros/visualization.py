@@ -69,7 +69,7 @@ def overlay_image(
     return out
 
 
-def _union_box(a: tuple[int, ...] | None, b: tuple[int, ...] | None) -> tuple[int, int, int, int] | None:
+def _union_box(a: Box | None, b: Box | None) -> Box | None:
     if a is None or b is None:
         return a or b
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])

@@ -1,14 +1,13 @@
 """`python -m training bench diagnostics`: the cost of FD and of GDS/GMS relative to one EW training step.
 
 All on the real network (`training.model.AmodalRCNN`, random weights, T = 7 tasks) and a synthetic scene,
-with the trainer's split (Z = features, heads on detached leaves, `StepContext` built from the list of
-task losses `TaskSpec.task_losses(named)`). Each diagnostic is timed from a fresh context after the
-forward pass (which the training step has already paid for):
-- EW step: forward + the one weighted backward through heads and backbone (`EW.backward`);
+run by the trainer's step object (`training.engine.step.TrainStep`): its forward builds the step's
+`StepContext` (Z = features, heads on detached leaves, one loss per task), and each diagnostic is the
+trainer's `DiagnosticsHook.on_gradients(ctx)`, timed from a fresh context after the forward pass (which
+the training step has already paid for):
+- EW step: the step's forward + EW's backward (the one weighted backward through heads and backbone);
 - FD: `ctx.feature_grads()` (T backward passes through the heads' activations, each visiting only its
   own task's heads, no weight gradients) + the entropy;
-- FD, stacked losses: the same from a context built from the stacked `[T]` tensor (for comparison:
-  each ∂L_i/∂Z then goes through the stack's backward, which sends zeros through every head);
 - FD entropy only: when a gradient method already computed ∂L_i/∂Z in this step (cached in the context);
 - GDS/GMS parameter level: ∂L_i/∂Z, then T vector-Jacobian products through the backbone + the Gram matrix;
 - GDS/GMS feature level: ∂L_i/∂Z + the Gram matrix.
@@ -19,6 +18,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
 from training.bench.common import add_device_arguments, bench_model, machine, require_positive, torch_device
 from training.bench.scenes import add_fg_rois_argument, fg_rois, random_scene
@@ -47,101 +48,87 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "timing: device-independent ratios")
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+class _Timer:
+    """Median seconds (or FLOPs with --flops) of `measure(state)`, `state = prepare()` built untimed.
 
-    from training.diagnostics import DiagnosticsConfig, GradientSimilarity, compute_diagnostics
-    from training.mtl import StepContext, build
-    from training.tasks import TaskSpec
+    CPU: process CPU time, robust to other jobs sharing the cores (the work runs in this process);
+    CUDA: wall time around synchronisations.
+    """
 
-    require_positive(args, "channels", "size", "batch", "objects", "repeat")
-    planted = fg_rois(args)
-    device = torch_device(args)
-    model = bench_model(device, args.channels, planted, image_size=args.size)
-    spec = TaskSpec.one_per_loss()
-    T = len(spec)
-    rgb, depth, targets = random_scene(args.size, args.batch, args.objects, device)
-    shared, heads = model.shared_parameters(), model.task_parameters()
+    def __init__(self, args: argparse.Namespace, device: Any) -> None:
+        import torch
 
-    def new_ctx(stacked: bool = False) -> StepContext:
-        model.zero_grad(set_to_none=True)
-        torch.manual_seed(0)  # the ROI samplers draw from the global RNG: same ROIs every time
-        Z = model.features(rgb, depth)
-        leaves = [z.detach().requires_grad_() for z in Z]
-        named = model.heads(leaves, (args.size, args.size), targets)
-        losses = spec.stack(named) if stacked else spec.task_losses(named)  # the trainer: the list
-        return StepContext(losses=losses, features=Z, feature_leaves=leaves, shared_params=shared,
-                           task_params=heads, task_names=spec.names)  # fmt: skip
+        self.args, self.device, self.torch = args, device, torch
+        self.clock = time.perf_counter if device.type == "cuda" else time.process_time
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
 
-    # CPU: process CPU time, robust to other jobs sharing the cores (the work runs in this process);
-    # CUDA: wall time around synchronisations
-    clock = time.perf_counter if device.type == "cuda" else time.process_time
-
-    def timed(prepare, measure) -> float:
-        """Median seconds of `measure(state)` where `state = prepare()` is built untimed each run
-        (with --flops: the FLOPs of one run)."""
-        if args.flops:
+    def __call__(self, prepare: Callable[[], Any], measure: Callable[[Any], Any]) -> float:
+        if self.args.flops:
             from training.bench.flops import FlopCount
 
             state = prepare()
             with FlopCount() as counter:
                 measure(state)
-            if isinstance(state, StepContext):
-                state.release()
+            _release(state)
             return float(counter.total)
         times = []
-        for i in range(args.warmup + args.repeat):
+        for i in range(self.args.warmup + self.args.repeat):
             state = prepare()
-            sync()
-            start = clock()
+            self._sync()
+            start = self.clock()
             measure(state)
-            sync()
-            if i >= args.warmup:
-                times.append(clock() - start)
-            if isinstance(state, StepContext):
-                state.release()
+            self._sync()
+            if i >= self.args.warmup:
+                times.append(self.clock() - start)
+            _release(state)
             del state
         return statistics.median(times)
 
-    ew = build("ew", T)
-    fd_cfg = DiagnosticsConfig(fd=True, gradient_similarity=False, fd_window=args.fd_window)
-    param_cfg = DiagnosticsConfig(fd=False, levels=("parameter",))
-    feat_cfg = DiagnosticsConfig(fd=False, levels=("feature",))
 
-    def cached_ctx() -> StepContext:
+def _release(state: Any) -> None:
+    if hasattr(state, "release"):
+        state.release()
+
+
+def _measures(step: Any, batch: Any, timed: _Timer, fd_window: int) -> list[tuple[str, float]]:
+    """(name, cost) of the EW step and of each diagnostic, all from the step object's contexts."""
+    import torch
+
+    from training.diagnostics import DiagnosticsConfig, DiagnosticsHook, GradientSimilarity
+
+    def new_ctx() -> Any:
+        torch.manual_seed(0)  # the ROI samplers draw from the global RNG: same ROIs every time
+        return step.forward(batch, 0, 0).ctx
+
+    def cached_ctx() -> Any:
         ctx = new_ctx()
         ctx.feature_grads()
         return ctx
 
-    rows = [
-        ("EW step (forward + backward)", timed(lambda: None, lambda _: ew.backward(new_ctx()))),
-        ("FD", timed(new_ctx, lambda c: compute_diagnostics(c, fd_cfg))),
-        ("FD, context from stacked losses",
-         timed(lambda: new_ctx(stacked=True), lambda c: compute_diagnostics(c, fd_cfg))),
-        ("FD entropy only (dL/dZ reused)", timed(cached_ctx, lambda c: compute_diagnostics(c, fd_cfg))),
-        ("GDS/GMS/CR parameter level", timed(new_ctx, lambda c: compute_diagnostics(c, param_cfg))),
-        ("GDS/GMS/CR feature level", timed(new_ctx, lambda c: compute_diagnostics(c, feat_cfg))),
+    def ew_step(_: Any) -> None:
+        torch.manual_seed(0)
+        step.backward(step.forward(batch, 0, 0))
+
+    fd_cfg = DiagnosticsConfig(every=1, fd=True, gradient_similarity=False, fd_window=fd_window)
+    fd = DiagnosticsHook(fd_cfg)
+    param = DiagnosticsHook(DiagnosticsConfig(every=1, fd=False, levels=("parameter",)))
+    feat = DiagnosticsHook(DiagnosticsConfig(every=1, fd=False, levels=("feature",)))
+    return [
+        ("EW step (forward + backward)", timed(lambda: None, ew_step)),
+        ("FD", timed(new_ctx, fd.on_gradients)),
+        ("FD entropy only (dL/dZ reused)", timed(cached_ctx, fd.on_gradients)),
+        ("GDS/GMS/CR parameter level", timed(new_ctx, param.on_gradients)),
+        ("GDS/GMS/CR feature level", timed(new_ctx, feat.on_gradients)),
         ("Gram + GDS/GMS only (dL/dZ reused)",
          timed(cached_ctx, lambda c: GradientSimilarity.from_gradients(c.feature_grads()))),
     ]  # fmt: skip
-    probe = new_ctx()
-    m = probe.feature_grads().shape[1]
-    P = sum(p.numel() for p in shared)
-    H = sum(p.numel() for p in heads if p.requires_grad)
-    probe.release()
-    del probe
 
-    print(f"machine: {machine(device)}")
-    print(f"input {args.batch} x {args.size}x{args.size}, {args.objects} objects/image, T = {T} tasks, "
-          f"|Z| = {m:,} per task, shared parameters P = {P:,}, head parameters {H:,}, "
-          f"FD window {args.fd_window}")  # fmt: skip
+
+def _print_ratios(rows: list[tuple[str, float]], unit: str, scale: float) -> None:
     ew_time = rows[0][1]
-    unit = "GFLOP" if args.flops else "wall [s]" if device.type == "cuda" else "CPU [s]"
-    scale = 1e-9 if args.flops else 1.0
     print(f"\n{'measure':<38} {unit:>10} {'x EW step':>10}")
     for name, t in rows:
         print(f"{name:<38} {t * scale:>10.3f} {t / ew_time:>10.2f}")
@@ -156,12 +143,43 @@ def run(args: argparse.Namespace) -> int:
     if reused > 0:
         ratio = times["FD entropy only (dL/dZ reused)"] / reused
         print(f"with per-task gradients already computed: FD / GDS-GMS = {100 * ratio:.0f}%")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from training.data.batch import RGBDBatch
+    from training.engine.assembly import build_optimizer
+    from training.engine.step import TrainStep
+    from training.families.amodal import AmodalMTLModel
+    from training.mtl import OptimizerSpec, build
+    from training.tasks import TaskSpec
+
+    require_positive(args, "channels", "size", "batch", "objects", "repeat")
+    device = torch_device(args)
+    model = AmodalMTLModel(bench_model(device, args.channels, fg_rois(args), image_size=args.size))
+    spec = TaskSpec.one_per_loss()
+    ew = build("ew", len(spec))
+    step = TrainStep(model, spec, ew, build_optimizer(ew, model, OptimizerSpec(lr=1e-5)), device)
+    batch = RGBDBatch(*random_scene(args.size, args.batch, args.objects, device))
+    rows = _measures(step, batch, _Timer(args, device), args.fd_window)
+    probe = step.forward(batch, 0, 0).ctx
+    m = probe.feature_grads().shape[1]
+    probe.release()
+    P = sum(p.numel() for p in model.shared_parameters())
+    H = sum(p.numel() for p in model.task_parameters())
+    print(f"machine: {machine(device)}")
+    print(f"input {args.batch} x {args.size}x{args.size}, {args.objects} objects/image, "
+          f"T = {len(spec)} tasks, |Z| = {m:,} per task, shared parameters P = {P:,}, head parameters {H:,}, "
+          f"FD window {args.fd_window}")  # fmt: skip
+    unit = "GFLOP" if args.flops else "wall [s]" if device.type == "cuda" else "CPU [s]"
+    _print_ratios(rows, unit, 1e-9 if args.flops else 1.0)
     if args.flops:
-        _print_cost_model(torch, model, spec, rgb, depth, targets, args.size, times)
+        _print_cost_model(torch, model.net, spec, batch, dict(rows))
     return 0
 
 
-def _print_cost_model(torch, model, spec, rgb, depth, targets, size: int, flops: dict[str, float]) -> None:
+def _print_cost_model(torch: Any, net: Any, spec: Any, batch: Any, flops: dict[str, float]) -> None:
     """h (heads' share of the forward) and κ (head traversals of the T per-task passes), and what the
     cost model of docs/mtl.md predicts from them, next to the counts above."""
     from training.bench.flops import FlopCount
@@ -169,10 +187,10 @@ def _print_cost_model(torch, model, spec, rgb, depth, targets, size: int, flops:
     T = len(spec)
     torch.manual_seed(0)
     with FlopCount() as backbone:
-        Z = model.features(rgb, depth)
+        Z = net.features(batch.rgb, batch.depth)
     leaves = [z.detach().requires_grad_() for z in Z]
     with FlopCount() as head_count:
-        model.heads(leaves, (size, size), targets)
+        net.heads(leaves, batch.image_size, batch.targets)
     F_b, F_h = float(backbone.total), float(head_count.total)
     h, kappa = F_h / (F_b + F_h), flops["FD"] / F_h
     vjp = (flops["GDS/GMS/CR parameter level"] - flops["GDS/GMS/CR feature level"]) / T

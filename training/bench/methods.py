@@ -1,10 +1,10 @@
 """`python -m training bench methods`: each MTL method's training-step time relative to EW.
 
 On the real network (`training.model.AmodalRCNN`, random weights, T = 7 tasks, one per loss) and a
-scene of the synthetic generator (`mtl_grasp.data.synth`, loaded through `training.data`), with the
-trainer's split: Z = model.features(rgb, depth); leaves = detached Z; losses = TaskSpec.stack(
-model.heads(leaves, ...)); `StepContext`; `method.backward(ctx)`; optimiser step; `after_step` when the
-method needs it. A timed step is all of that (forward included), so the ratio is what training pays.
+scene of the synthetic generator (`mtl_grasp.data.synth`, loaded through `training.data`). A timed
+step is one call of the trainer's step object (`training.engine.step.TrainStep`, built with
+`training.engine.assembly.build_optimizer`): forward, the method's backward, optimiser step and
+`after_step` when the method needs it, so the ratio is what training pays.
 Every method starts from the same weights and the ROI samplers are seeded per step, so every method
 sees the same batches and proposals. Every timed method step is paired with an EW step just before it
 (same batch, same seed); the ratio is the median of the per-pair ratios over --steps pairs, after
@@ -17,6 +17,8 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from training.bench.common import add_device_arguments, bench_model, machine, require_positive, torch_device
 from training.bench.scenes import add_fg_rois_argument, fg_rois
@@ -52,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "element-wise and memory-bound work is not counted)")
 
 
-def _batch(torch, device, size: int, batch: int):
+def _batch(device: Any, size: int, batch: int) -> Any:
     """`batch` synthetic scenes written to a temporary folder and read back by the training dataset."""
     from mtl_grasp.data.synth import generate_dataset
     from training.data.dataset import MetaGraspNetDataset, collate_batch
@@ -60,141 +62,142 @@ def _batch(torch, device, size: int, batch: int):
     with tempfile.TemporaryDirectory(prefix="bench_methods_") as root:
         generate_dataset(root, batch, image_size=size, seed=0, split_fractions=None)
         dataset = MetaGraspNetDataset(root, image_size=size)
-        rgb, depth, targets = collate_batch([dataset[i] for i in range(batch)])
-    moved = [{k: (v.to(device) if hasattr(v, "to") else v) for k, v in t.items()} for t in targets]
-    return rgb.to(device), depth.to(device), moved
+        return collate_batch([dataset[i] for i in range(batch)]).to(device)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+@dataclass
+class _Row:
+    name: str
+    level: str
+    value: float  # seconds (FLOPs with --flops) of the method's step
+    ew: float  # of the paired EW step
+    ratio: float  # median of the per-pair ratios
+    note: str = ""
 
-    from training.mtl import NonFiniteError, OptimizerSpec, StepContext, build, get, names
-    from training.mtl.optimizers import build_optimizer
-    from training.tasks import TaskSpec
 
-    require_positive(args, "size", "batch", "steps", "channels")
-    planted = fg_rois(args)
-    if args.warmup < 0:
-        raise ValueError(f"--warmup: expected an integer >= 0, got {args.warmup}")
-    device = torch_device(args)
-    selected = args.methods or names()
-    for n in selected:
-        get(n)  # unknown names fail here, with a suggestion, before any timing
-    model = bench_model(device, args.channels, planted, image_size=args.size)
-    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    spec = TaskSpec.one_per_loss()
-    T = len(spec)
-    rgb, depth, targets = _batch(torch, device, args.size, args.batch)
-    shared, heads = model.shared_parameters(), model.task_parameters()
-    opt_spec = OptimizerSpec(name="sgd", lr=1e-5, momentum=0.9)
+class _Bench:
+    """The fixed parts of the benchmark: model (reset to the same weights per method), batch, spec."""
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    def __init__(self, args: argparse.Namespace) -> None:
+        import torch
 
-    def losses_of(Z):
-        return spec.task_losses(model.heads(Z, (args.size, args.size), targets))  # list: cheaper task grads
+        from training.families.amodal import AmodalMTLModel
+        from training.mtl import OptimizerSpec
+        from training.tasks import TaskSpec
 
-    def make(name: str, level: str):
-        method = build(name, T, level=level).to(device)
-        opt = method.configure_optimizer(shared, heads, opt_spec)
-        if opt is None:
-            opt = build_optimizer(opt_spec, shared + heads + list(method.method_parameters()))
-        return method, opt
+        self.args, self.torch = args, torch
+        self.device = torch_device(args)
+        net = bench_model(self.device, args.channels, fg_rois(args), image_size=args.size)
+        self.model = AmodalMTLModel(net)
+        self.initial = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        self.spec = TaskSpec.one_per_loss()
+        self.batch = _batch(self.device, args.size, args.batch)
+        self.opt_spec = OptimizerSpec(name="sgd", lr=1e-5, momentum=0.9)
 
-    def one_step(method, opt, step: int, seed: int) -> tuple[float, str]:
-        """Seconds (FLOPs with --flops) of one full training step (forward included) and a note if it
-        was skipped."""
-        if args.flops:
+    def step(self, name: str, level: str) -> Any:
+        """The trainer's step object for method `name` at `level` (fresh method and optimiser)."""
+        from training.engine.assembly import build_optimizer
+        from training.engine.step import TrainStep
+        from training.mtl import build
+
+        method = build(name, len(self.spec), level=level).to(self.device)
+        optimizer = build_optimizer(method, self.model, self.opt_spec)
+        return TrainStep(
+            self.model, self.spec, method, optimizer, self.device, batched_vjp=self.args.batched_vjp
+        )
+
+    def measure(self, step: Any, k: int, seed: int) -> tuple[float, str]:
+        """Seconds (FLOPs with --flops) of one call of `step` and a note if the step was skipped."""
+        if self.args.flops:
             from training.bench.flops import FlopCount
 
             with FlopCount() as counter:
-                _, note = timed_step(method, opt, step, seed)
-            return float(counter.total), note
-        return timed_step(method, opt, step, seed)
-
-    def timed_step(method, opt, step: int, seed: int) -> tuple[float, str]:
-        opt.zero_grad(set_to_none=True)
-        for p in method.method_parameters():
-            p.grad = None
-        note = ""
-        sync()
+                result = self._call(step, k, seed)
+            return float(counter.total), self._note(result)
+        self._sync()
         start = time.perf_counter()
-        torch.manual_seed(seed)  # same ROI samples (and method draws) for both steps of a pair
-        Z = model.features(rgb, depth)
-        leaves = [z.detach().requires_grad_() for z in Z]
-        losses = losses_of(leaves)
+        result = self._call(step, k, seed)
+        self._sync()
+        return time.perf_counter() - start, self._note(result)
 
-        def reevaluate() -> torch.Tensor:
-            devices = [device] if device.type == "cuda" else []
-            with torch.no_grad(), torch.random.fork_rng(devices=devices):
-                return torch.stack(losses_of(model.features(rgb, depth)))
+    def _call(self, step: Any, k: int, seed: int) -> Any:
+        self.torch.manual_seed(seed)  # same ROI samples for both steps of a pair
+        return step(self.batch, k, k)
 
-        ctx = StepContext(losses=losses, features=Z, feature_leaves=leaves, shared_params=shared,
-                          task_params=heads, step=step, epoch=step, reevaluate=reevaluate,
-                          batched_vjp=args.batched_vjp, task_names=spec.names)  # fmt: skip
+    @staticmethod
+    def _note(result: Any) -> str:
+        return f"skipped steps ({result.reason})" if result.skipped else ""
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
+    def time_method(self, ew: Any, name: str, level: str) -> _Row:
+        """Each timed method step is paired with an EW step right before it on the same batch and seed,
+        so a load change on a shared machine affects both sides of a ratio alike."""
+        args = self.args
+        self.model.net.load_state_dict(self.initial)
+        note, times, ew_times = "", [], []
         try:
-            method.backward(ctx)
-            opt.step()
-            if method.needs_post_step:
-                method.after_step(ctx)
-        except NonFiniteError as exc:
-            note = f"skipped steps ({exc})"
-            ctx.release()
-        sync()
-        return time.perf_counter() - start, note
-
-    ew, ew_opt = make("ew", "parameter")
-    for step in range(args.warmup):
-        one_step(ew, ew_opt, step, seed=step)
-
-    def time_method(name: str, level: str) -> tuple[float, float, float, str]:
-        """(method seconds, adjacent EW seconds, median ratio, note): each timed method step is paired
-        with an EW step right before it on the same batch and seed, so a load change on a shared
-        machine affects both sides of a ratio alike."""
-        model.load_state_dict(initial)
-        method, opt = make(name, level)
-        note = ""
-        try:
-            for step in range(args.warmup):
-                one_step(method, opt, step, seed=step)
-            times, ew_times = [], []
+            step = self.step(name, level)
+            for k in range(args.warmup):
+                self.measure(step, k, seed=k)
             for k in range(1 if args.flops else args.steps):
-                seed = 1000 + k
-                ew_times.append(one_step(ew, ew_opt, args.warmup + k, seed)[0])
-                seconds, n = one_step(method, opt, args.warmup + k, seed)
+                ew_times.append(self.measure(ew, args.warmup + k, 1000 + k)[0])
+                seconds, n = self.measure(step, args.warmup + k, 1000 + k)
                 times.append(seconds)
                 note = note or n
         except RuntimeError as exc:  # a method that cannot run on this network (CosReg)
-            return float("nan"), float("nan"), float("nan"), f"cannot run: {str(exc).split('(')[0].strip()}"
+            nan = float("nan")
+            return _Row(name, level, nan, nan, nan, f"cannot run: {str(exc).split('(')[0].strip()}")
         ratios = [t / e for t, e in zip(times, ew_times)]
-        return statistics.median(times), statistics.median(ew_times), statistics.median(ratios), note
+        return _Row(name, level, statistics.median(times), statistics.median(ew_times),
+                    statistics.median(ratios), note)  # fmt: skip
 
+
+def _print_table(args: argparse.Namespace, bench: _Bench, rows: list[_Row]) -> None:
     unit, scale = ("GFLOP", 1e-9) if args.flops else ("s", 1.0)
-    rows = []
-    for name in selected:
-        cls = get(name)
-        levels = [lv.value for lv in cls.levels if lv.value in args.levels] if cls.levels else ["n/a"]
-        for level in levels:
-            seconds, ew_s, ratio, note = time_method(name, "parameter" if level == "n/a" else level)
-            rows.append((name, level, seconds * scale, ew_s * scale, ratio, note))
-            print(f"  {name:<13} {level:<9} {seconds * scale:8.3f} {unit} (EW {ew_s * scale:6.3f} {unit})  "
-                  f"{ratio:5.2f}x EW {note}", flush=True)
-
-    P = sum(p.numel() for p in shared)
-    print(f"\nmachine: {machine(device)}")
+    P = sum(p.numel() for p in bench.model.shared_parameters())
+    print(f"\nmachine: {machine(bench.device)}")
     what = ("FLOPs of one step (training.bench.flops: matmul/conv only)" if args.flops
-            else f"median of {args.steps} step(s)")
-    print(f"input {args.batch} x {args.size}x{args.size}, T = {T} tasks, shared parameters P = {P:,}, "
-          f"{what} after {args.warmup} warm-up, batched_vjp={args.batched_vjp}")
-    ew_all = [r[3] for r in rows if r[3] == r[3]]
+            else f"median of {args.steps} step(s)")  # fmt: skip
+    print(f"input {args.batch} x {args.size}x{args.size}, T = {len(bench.spec)} tasks, shared parameters "
+          f"P = {P:,}, {what} after {args.warmup} warm-up, batched_vjp={args.batched_vjp}")
+    ew_all = [r.ew for r in rows if r.ew == r.ew]
     if ew_all:
-        print(f"EW step: median {statistics.median(ew_all):.3f} {unit} over the paired EW steps\n")
-    has_note = any(r[5] for r in rows)
+        print(f"EW step: median {statistics.median(ew_all) * scale:.3f} {unit} over the paired EW steps\n")
+    has_note = any(r.note for r in rows)
     note_col = " note |" if has_note else ""
     print(f"| method | level | step ({unit}) | paired EW step ({unit}) | x EW |{note_col}")
     print(f"|---|---|---|---|---|{'---|' if has_note else ''}")
-    for name, level, seconds, ew_s, ratio, note in rows:
-        tail = f" {note} |" if has_note else ""
-        print(f"| {name} | {level} | {seconds:.3f} | {ew_s:.3f} | {ratio:.2f} |{tail}")
+    for r in rows:
+        tail = f" {r.note} |" if has_note else ""
+        print(f"| {r.name} | {r.level} | {r.value * scale:.3f} | {r.ew * scale:.3f} | {r.ratio:.2f} |{tail}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.mtl import registry
+
+    require_positive(args, "size", "batch", "steps", "channels")
+    fg_rois(args)
+    if args.warmup < 0:
+        raise ValueError(f"--warmup: expected an integer >= 0, got {args.warmup}")
+    selected = args.methods or registry.names()
+    for n in selected:
+        registry.get(n)  # unknown names fail here, with a suggestion, before any timing
+    bench = _Bench(args)
+    ew = bench.step("ew", "parameter")
+    for k in range(args.warmup):
+        bench.measure(ew, k, seed=k)
+    unit, scale = ("GFLOP", 1e-9) if args.flops else ("s", 1.0)
+    rows = []
+    for name in selected:
+        levels = [lv.value for lv in registry.levels(name) if lv.value in args.levels]
+        for level in levels if registry.levels(name) else ["n/a"]:
+            row = bench.time_method(ew, name, "parameter" if level == "n/a" else level)
+            row.level = level
+            rows.append(row)
+            print(f"  {name:<13} {level:<9} {row.value * scale:8.3f} {unit} "
+                  f"(EW {row.ew * scale:6.3f} {unit})  {row.ratio:5.2f}x EW {row.note}", flush=True)
+    _print_table(args, bench, rows)
     return 0

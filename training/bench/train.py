@@ -14,6 +14,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HELP = "training-loop throughput (images/s) and step-time ratios vs EW for a few methods"
 DESCRIPTION = (
@@ -42,16 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ModelConfig overrides, e.g. fpn_channels=64")  # fmt: skip
 
 
-def _time_method(args, name: str, root: str, out: Path) -> list[float]:
+def _time_method(args: argparse.Namespace, name: str, root: str, out: Path) -> list[float]:
     import torch
 
+    from training import families
     from training.config import config_from_dict
-    from training.data import collate_batch
-    from training.engine.build import seed_everything, select_device
+    from training.engine.assembly import build_run, build_trainer, seed_everything, select_device
     from training.engine.hooks import Hook, MetricsCSV, TensorBoard
-    from training.engine.run import build_dataset, build_model
-    from training.engine.trainer import Trainer
-    from training.model import LOSS_NAMES
 
     overrides = [f"model.{kv}" for kv in args.model]
     cfg = config_from_dict({
@@ -65,25 +63,24 @@ def _time_method(args, name: str, root: str, out: Path) -> list[float]:
     }, overrides)  # fmt: skip
     device = select_device(cfg.train.device)
     seed_everything(0)
-    model = build_model(cfg, device)
     times: list[float] = []
 
     class Clock(Hook):
-        def on_start(self, trainer) -> None:
+        def on_start(self, loop: Any) -> None:
             self.t = time.perf_counter()
 
-        def after_step(self, trainer, result) -> None:
+        def after_step(self, loop: Any, result: Any) -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             now = time.perf_counter()
             times.append(now - self.t)  # includes waiting for the next batch
             self.t = now
 
-    names = list(LOSS_NAMES)
+    family = families.get()
+    names = list(family.loss_names)
     hooks = [Clock(), MetricsCSV(names, names, []), TensorBoard(names)]
-    trainer = Trainer(cfg, model, build_dataset(cfg, "train", True), collate_batch, device, hooks=hooks,
-                      loss_names=names)  # fmt: skip
-    trainer.fit()
+    Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
+    build_trainer(build_run(cfg, device, family, hooks=hooks, evaluate=False)).fit()
     return times[args.warmup :]
 
 

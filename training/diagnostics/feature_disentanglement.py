@@ -222,5 +222,6 @@ def feature_disentanglement(
         count += c
     if count == 0:
         return math.nan
+    assert T is not None  # count > 0: at least one saliency tensor was read
     fd = total / count
     return fd / math.log(T) if normalized else fd

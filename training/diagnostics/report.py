@@ -22,6 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -220,7 +221,7 @@ def level_table(groups: Sequence[MethodGroup]) -> tuple[str, dict]:
 
 
 def _measure_keys(groups: Sequence[MethodGroup]) -> list[str]:
-    present = set()
+    present: set[str] = set()
     for g in groups:
         for r in g.runs:
             present.update(k for k in r.metrics if k.startswith("diag/") and np.isfinite(r.metrics[k]).any())
@@ -240,7 +241,8 @@ def ranking_table(
             _, values = g.trajectory(k)
             summary[g.label][k] = float(values[-last:].mean()) if values.size else math.nan
     signed = np.full((len(keys), len(SUMMARY_METRICS)), np.nan)
-    rows, data = [], {}
+    rows: list[list[str]] = []
+    data: dict[str, dict[str, Any]] = {}
     for i, k in enumerate(keys):
         cells = []
         data[k] = {}
@@ -289,6 +291,56 @@ def _colors(groups: Sequence[MethodGroup]) -> dict[str, tuple]:
     return {g.label: cmap(i % cmap.N) for i, g in enumerate(groups)}
 
 
+def _draw_measure(
+    axes: Sequence[Any],
+    key: str,
+    groups: Sequence[MethodGroup],
+    baseline: MethodGroup | None,
+    colors: dict[str, tuple],
+    handles: dict[str, Any],
+) -> None:
+    """One row of the dynamics figure: smoothed values per group, and their difference to the baseline."""
+    base_steps, base_values = baseline.trajectory(key) if baseline else (np.zeros(0), np.zeros(0))
+    for g in groups:
+        steps, values = g.trajectory(key)
+        if not steps.size:
+            continue
+        is_base = g is baseline
+        style = {
+            "color": "black" if is_base else colors[g.label],
+            "lw": 2.0 if is_base else 1.6,
+            "ls": "--" if is_base else "-",
+            # short runs: show the logged points themselves (a single point draws no line)
+            "marker": "o" if steps.size < 30 else None,
+            "ms": 3.5,
+        }
+        smooth = moving_average(values, smoothing_window(steps.size))
+        (line,) = axes[0].plot(steps, smooth, label=g.label, **style)
+        handles.setdefault(g.label + (" (baseline)" if is_base else ""), line)
+        if len(axes) == 2 and not is_base and base_steps.size:
+            inside = (steps >= base_steps[0]) & (steps <= base_steps[-1])
+            if inside.any():
+                diff = values[inside] - np.interp(steps[inside], base_steps, base_values)
+                axes[1].plot(steps[inside], moving_average(diff, smoothing_window(diff.size)), **style)
+
+
+def _label_measure(axes: Sequence[Any], key: str, baseline: MethodGroup | None) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    label = KEY_LABELS.get(key, key)
+    axes[0].set_ylabel(label)
+    axes[0].set_title(f"{label} (moving average over 1/10 of the run)", fontsize=10)
+    if len(axes) == 2 and baseline is not None:
+        axes[1].axhline(0.0, color="black", lw=1.0, ls="--")
+        axes[1].set_ylabel(f"\u0394 {label}")
+        axes[1].set_title(f"{label} minus {baseline.label} (same steps, smoothed)", fontsize=10)
+    for ax in axes:
+        ax.ticklabel_format(axis="y", useOffset=False)  # no "1e-13+1e-1" offsets on flat curves
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are integers
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("step")
+
+
 def dynamics_plot(
     groups: Sequence[MethodGroup],
     baseline: MethodGroup | None,
@@ -299,7 +351,6 @@ def dynamics_plot(
 ) -> bool:
     """One figure per measure family: rows = measures, columns = smoothed value / difference to baseline."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
     keys = [k for k in keys if any(g.trajectory(k)[0].size for g in groups)]
     if not keys:
@@ -308,44 +359,10 @@ def dynamics_plot(
     ncols = 2 if baseline is not None else 1
     fig = Figure(figsize=(6.0 * ncols + 2.2, 3.0 * len(keys) + 0.8), layout="constrained")
     axes = fig.subplots(len(keys), ncols, squeeze=False)
-    handles: dict[str, object] = {}
+    handles: dict[str, Any] = {}
     for row, key in enumerate(keys):
-        base_steps, base_values = baseline.trajectory(key) if baseline else (np.zeros(0), np.zeros(0))
-        for g in groups:
-            steps, values = g.trajectory(key)
-            if not steps.size:
-                continue
-            w = smoothing_window(steps.size)
-            is_base = g is baseline
-            style = {
-                "color": "black" if is_base else colors[g.label],
-                "lw": 2.0 if is_base else 1.6,
-                "ls": "--" if is_base else "-",
-                # short runs: show the logged points themselves (a single point draws no line)
-                "marker": "o" if steps.size < 30 else None,
-                "ms": 3.5,
-            }
-            (line,) = axes[row][0].plot(steps, moving_average(values, w), label=g.label, **style)
-            handles.setdefault(g.label + (" (baseline)" if is_base else ""), line)
-            if ncols == 2 and not is_base and base_steps.size:
-                inside = (steps >= base_steps[0]) & (steps <= base_steps[-1])
-                if inside.any():
-                    diff = values[inside] - np.interp(steps[inside], base_steps, base_values)
-                    axes[row][1].plot(
-                        steps[inside], moving_average(diff, smoothing_window(diff.size)), **style
-                    )
-        label = KEY_LABELS.get(key, key)
-        axes[row][0].set_ylabel(label)
-        axes[row][0].set_title(f"{label} (moving average over 1/10 of the run)", fontsize=10)
-        if ncols == 2:
-            axes[row][1].axhline(0.0, color="black", lw=1.0, ls="--")
-            axes[row][1].set_ylabel(f"\u0394 {label}")
-            axes[row][1].set_title(f"{label} minus {baseline.label} (same steps, smoothed)", fontsize=10)
-        for ax in axes[row]:
-            ax.ticklabel_format(axis="y", useOffset=False)  # no "1e-13+1e-1" offsets on flat curves
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are integers
-            ax.grid(alpha=0.3)
-            ax.set_xlabel("step")
+        _draw_measure(axes[row], key, groups, baseline, colors, handles)
+        _label_measure(axes[row], key, baseline)
     fig.suptitle(title + " \u2014 seed means", fontsize=12)
     fig.legend(list(handles.values()), list(handles), loc="outside right center", fontsize=9)
     fig.savefig(path, dpi=110)
@@ -397,6 +414,61 @@ def _jsonable(x: object) -> object:
 # ---- the whole report --------------------------------------------------------------------------
 
 
+def _check_report_args(run_dirs: Sequence[str | Path], threshold: float, last: int) -> None:
+    if not run_dirs:
+        raise ValueError("RUN_DIR: expected at least one run directory, got none")
+    if not threshold >= 0:
+        raise ValueError(f"threshold: expected >= 0, got {threshold!r}")
+    if not isinstance(last, int) or last < 1:
+        raise ValueError(f"last: expected a positive number of points, got {last!r}")
+
+
+def _plots(
+    groups: Sequence[MethodGroup],
+    base: MethodGroup | None,
+    keys: Sequence[str],
+    signed: np.ndarray,
+    out: Path,
+) -> list[tuple[str, Path]]:
+    """The dynamics plots that have data, then the ranking heat map: [(title, path)]."""
+    plots = []
+    for stem, title, family in FAMILIES:
+        path = out / f"dynamics_{stem}.png"
+        if dynamics_plot(groups, base, stem, title, family, path):
+            plots.append((title, path))
+    if keys:
+        ranking_plot(keys, signed, out / "ranking_similarity.png")
+        plots.append(("Ranking similarity", out / "ranking_similarity.png"))
+    return plots
+
+
+def _report_md(
+    groups: Sequence[MethodGroup],
+    base: MethodGroup | None,
+    baseline: str,
+    tables: tuple[str, str, str],
+    plots: Sequence[tuple[str, Path]],
+) -> str:
+    """report.md: the runs, the three tables and the plots (dynamics under their section)."""
+    bench_md, levels_md, rank_md = tables
+    runs = sum(len(g.runs) for g in groups)
+    seeds = ", ".join(f"{g.label} (seeds {','.join(map(str, g.seeds))})" for g in groups)
+    base_text = base.label if base else f"none ('{baseline}' not among the runs)"
+    dynamics = [(title, path) for title, path in plots if path.name.startswith("dynamics_")]
+    lines = [
+        "# MTL comparison report", "",
+        f"{runs} runs, {len(groups)} method groups: {seeds}. Baseline: {base_text}.", "",
+        "## Benchmark (final test metrics)", "", bench_md,
+        "## Feature level vs parameter level", "", levels_md,
+        "## Training dynamics", "",
+    ]  # fmt: skip
+    lines += [f"![{title}]({path.name})\n" for title, path in dynamics] or ["No diagnostics were logged.\n"]
+    lines += ["## Ranking similarity", "", rank_md]
+    if len(dynamics) < len(plots):
+        lines.append("![Ranking similarity](ranking_similarity.png)\n")
+    return "\n".join(lines)
+
+
 def write_report(
     run_dirs: Sequence[str | Path],
     out_dir: str | Path,
@@ -406,12 +478,7 @@ def write_report(
     ties: str = "half",
 ) -> Report:
     """Load the runs, write tables, plots, report.md and report.json into `out_dir`."""
-    if not run_dirs:
-        raise ValueError("RUN_DIR: expected at least one run directory, got none")
-    if not threshold >= 0:
-        raise ValueError(f"threshold: expected >= 0, got {threshold!r}")
-    if not isinstance(last, int) or last < 1:
-        raise ValueError(f"last: expected a positive number of points, got {last!r}")
+    _check_report_args(run_dirs, threshold, last)
     groups = group_runs(load_run(p) for p in run_dirs)
     base = find_group(groups, baseline) if baseline else None
     out = Path(out_dir)
@@ -428,53 +495,15 @@ def write_report(
     write("table_benchmark.md", bench_md)
     write("table_levels.md", levels_md)
     write("table_ranking.md", rank_md)
-
-    plots = []
-    for stem, title, family in FAMILIES:
-        path = out / f"dynamics_{stem}.png"
-        if dynamics_plot(groups, base, stem, title, family, path):
-            plots.append((title, path))
-            report.files.append(path)
-    if keys:
-        ranking_plot(keys, signed, out / "ranking_similarity.png")
-        report.files.append(out / "ranking_similarity.png")
-
-    runs = sum(len(g.runs) for g in groups)
-    lines = [
-        "# MTL comparison report",
-        "",
-        f"{runs} runs, {len(groups)} method groups: "
-        + ", ".join(f"{g.label} (seeds {','.join(map(str, g.seeds))})" for g in groups)
-        + ". Baseline: "
-        + (base.label if base else f"none ('{baseline}' not among the runs)")
-        + ".",
-        "",
-        "## Benchmark (final test metrics)",
-        "",
-        bench_md,
-        "## Feature level vs parameter level",
-        "",
-        levels_md,
-        "## Training dynamics",
-        "",
-    ]
-    if plots:
-        lines += [f"![{title}]({path.name})\n" for title, path in plots]
-    else:
-        lines.append("No diagnostics were logged.\n")
-    lines += ["## Ranking similarity", "", rank_md]
-    if keys:
-        lines.append("![Ranking similarity](ranking_similarity.png)\n")
-    write("report.md", "\n".join(lines))
+    plots = _plots(groups, base, keys, signed, out)
+    report.files += [path for _, path in plots]
+    write("report.md", _report_md(groups, base, baseline, (bench_md, levels_md, rank_md), plots))
     report.data = {
         "baseline": base.label if base else None,
         "threshold": threshold,
         "groups": {
             g.label: {
-                "method": g.method,
-                "level": g.level,
-                "seeds": g.seeds,
-                "runs": [str(r.path) for r in g.runs],
+                "method": g.method, "level": g.level, "seeds": g.seeds, "runs": [str(r.path) for r in g.runs]
             }
             for g in groups
         },
@@ -482,6 +511,5 @@ def write_report(
         "levels": levels,
         "ranking_similarity": rank,
     }
-    (out / "report.json").write_text(json.dumps(_jsonable(report.data), indent=2))
-    report.files.append(out / "report.json")
+    write("report.json", json.dumps(_jsonable(report.data), indent=2))
     return report

@@ -19,7 +19,8 @@ With per-image mean losses this reproduces a single process on the global batch 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -90,26 +91,27 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
     """Average `.grad` over ranks in one flat all-reduce; params without a grad get zeros first."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1 or not params:
         return
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    for p, g in zip(params, grads):
+        p.grad = g
+    flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= dist.get_world_size()
     offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g))
         offset += n
 
 
-@dataclass
 class DistributedStepContext(StepContext):
     """StepContext whose per-task gradients are those of the global batch (module docstring, point 2)."""
 
-    _gathered: Tensor | None = field(default=None, repr=False)
-    _local_features: bool = field(default=False, repr=False)
-    _param_reduced: bool = field(default=False, repr=False)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gathered: Tensor | None = None
+        self._local_features = False
+        self._param_reduced = False
 
     def feature_grads(self) -> Tensor:
         local = super().feature_grads()  # [T, m_local], cached by the base class

@@ -20,7 +20,6 @@ hybrid's loss scales).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -61,9 +60,8 @@ def _unflatten(vec: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
     return out
 
 
-@dataclass
 class StepContext:
-    """What an MTL method sees in one step.
+    """What an MTL method sees in one step (built by `training.engine.step.TrainStep.forward` only).
 
     losses: task losses `[T]` computed from `feature_leaves` (graph through the heads); may be given as a
         list of T scalars, which is faster: per-task gradients then differentiate each task's own loss
@@ -75,24 +73,31 @@ class StepContext:
         at the loss change after the step, e.g. FAMO); None if unavailable.
     """
 
-    losses: Tensor
-    features: Sequence[Tensor]
-    feature_leaves: Sequence[Tensor]
-    shared_params: Sequence[torch.nn.Parameter]
-    task_params: Sequence[torch.nn.Parameter]
-    step: int = 0
-    epoch: int = 0
-    reevaluate: Callable[[], Tensor] | None = None
-    batched_vjp: bool = False
-    task_names: Sequence[str] = ()
-    _feature_grads: Tensor | None = field(default=None, repr=False)
-    _param_grads: Tensor | None = field(default=None, repr=False)
-    _task_losses: list[Tensor] | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.losses, (list, tuple)):
-            self._task_losses = list(self.losses)
+    def __init__(
+        self,
+        losses: Tensor | Sequence[Tensor],
+        features: Sequence[Tensor],
+        feature_leaves: Sequence[Tensor],
+        shared_params: Sequence[torch.nn.Parameter],
+        task_params: Sequence[torch.nn.Parameter],
+        step: int = 0,
+        epoch: int = 0,
+        reevaluate: Callable[[], Tensor] | None = None,
+        batched_vjp: bool = False,
+        task_names: Sequence[str] = (),
+    ) -> None:
+        self._task_losses: list[Tensor] | None = None
+        if isinstance(losses, Tensor):
+            self.losses = losses  # [T]
+        else:
+            self._task_losses = list(losses)
             self.losses = torch.stack(self._task_losses)  # [T]
+        self.features, self.feature_leaves = features, feature_leaves
+        self.shared_params, self.task_params = shared_params, task_params
+        self.step, self.epoch, self.reevaluate = step, epoch, reevaluate
+        self.batched_vjp, self.task_names = batched_vjp, task_names
+        self._feature_grads: Tensor | None = None
+        self._param_grads: Tensor | None = None
 
     def task_loss(self, i: int) -> Tensor:
         """Task i's scalar loss, differentiable without the stack's backward when available."""

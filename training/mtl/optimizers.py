@@ -94,9 +94,8 @@ def build_optimizer(spec: OptimizerSpec, param_groups: Iterable[Any]) -> torch.o
     if spec.name == "sgd":
         return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
     if spec.name == "adam":
-        return torch.optim.Adam(
-            groups, lr=spec.lr, betas=tuple(spec.betas), eps=spec.eps, weight_decay=spec.weight_decay
-        )
+        betas = (spec.betas[0], spec.betas[1])
+        return torch.optim.Adam(groups, lr=spec.lr, betas=betas, eps=spec.eps, weight_decay=spec.weight_decay)
     return SignSGD(groups, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
 
 
@@ -128,7 +127,7 @@ class PerTaskOptimizer(torch.optim.Optimizer):
         if moments not in ("task", "shared"):
             raise ValueError(f"PerTaskOptimizer: moments must be 'task' or 'shared', got {moments!r}")
         defaults = dict(
-            lr=spec.lr, momentum=spec.momentum, betas=tuple(spec.betas), eps=spec.eps,
+            lr=spec.lr, momentum=spec.momentum, betas=(spec.betas[0], spec.betas[1]), eps=spec.eps,
             weight_decay=spec.weight_decay,
         )
         groups = [{"params": list(shared_params), "per_task": True}]

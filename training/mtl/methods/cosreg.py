@@ -82,16 +82,16 @@ class CosReg(MTLMethod):
         shared = list(ctx.shared_params)
         rows = []
         for i in range(ctx.num_tasks):
-            gz = torch.autograd.grad(
+            raw = torch.autograd.grad(
                 ctx.losses[i], leaves, create_graph=True, retain_graph=True, allow_unused=True
             )
-            gz = [g if g is not None else torch.zeros_like(z) for z, g in zip(leaves, gz)]
+            gz = [g if g is not None else torch.zeros_like(z) for z, g in zip(leaves, raw)]
             if self.level is Level.FEATURE:
                 rows.append(torch.cat([g.reshape(-1) for g in gz]))
                 continue
-            gp = torch.autograd.grad(feats, shared, grad_outputs=gz, create_graph=True, retain_graph=True,
-                                     allow_unused=True)
-            gp = [g if g is not None else torch.zeros_like(p) for p, g in zip(shared, gp)]
+            raw = torch.autograd.grad(feats, shared, grad_outputs=gz, create_graph=True, retain_graph=True,
+                                      allow_unused=True)
+            gp = [g if g is not None else torch.zeros_like(p) for p, g in zip(shared, raw)]
             rows.append(torch.cat([g.reshape(-1) for g in gp]))
         return torch.stack(rows)
 

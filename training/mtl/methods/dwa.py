@@ -45,6 +45,13 @@ _TINY = 1e-12
 @register
 class DWA(LossWeighting):
     name = "dwa"
+    # buffers registered in __init__ (declared for the type checker)
+    epoch_sum: Tensor
+    epoch_count: Tensor
+    mean_last: Tensor
+    mean_prev: Tensor
+    current_epoch: Tensor
+    epochs_done: Tensor
     paper = (
         "Liu, Johns, Davison, End-to-End Multi-Task Learning with Attention, CVPR 2019, "
         "https://arxiv.org/abs/1803.10704"

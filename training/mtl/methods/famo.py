@@ -42,6 +42,13 @@ _ADAM_EPS = 1e-8
 @register
 class FAMO(LossWeighting):
     name = "famo"
+    # buffers registered in __init__ (declared for the type checker)
+    logits: Tensor
+    adam_m: Tensor
+    adam_v: Tensor
+    adam_step: Tensor
+    last_losses: Tensor
+    pending: Tensor
     paper = (
         "Liu, Feng, Stone, Liu, FAMO: Fast Adaptive Multitask Optimization, NeurIPS 2023, "
         "https://arxiv.org/abs/2306.03792"

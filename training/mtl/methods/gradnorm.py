@@ -28,6 +28,7 @@ gradient scale, so one w_lr works for any loss scale — and L(0) is the first s
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from training.mtl.base import Level, MTLMethod, StepReport, working_precision
 from training.mtl.context import StepContext
@@ -39,6 +40,10 @@ _TINY = 1e-12
 @register
 class GradNorm(MTLMethod):
     name = "gradnorm"
+    # buffers registered in __init__ (declared for the type checker)
+    w: Tensor
+    initial_losses: Tensor
+    initialised: Tensor
     kind = "loss weighting"
     levels = (Level.PARAMETER, Level.FEATURE)
     paper = (

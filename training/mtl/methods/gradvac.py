@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from training.mtl.base import GramWeighting, GramWeights, Level
 from training.mtl.registry import register
@@ -31,6 +32,8 @@ from training.mtl.solvers import normalized_gram
 @register
 class GradVac(GramWeighting):
     name = "gradvac"
+    # buffers registered in __init__ (declared for the type checker)
+    targets: Tensor
     paper = (
         "Z. Wang, Y. Tsvetkov, O. Firat, Y. Cao, Gradient Vaccine: Investigating and Improving "
         "Multi-task Optimization in Massively Multilingual Models, ICLR 2021, https://arxiv.org/abs/2010.05874"

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from training.mtl.base import GramWeighting, GramWeights, Level
 from training.mtl.registry import register
@@ -43,6 +44,10 @@ _ZERO_NORM2 = 1e-16
 @register
 class NashMTL(GramWeighting):
     name = "nashmtl"
+    # buffers registered in __init__ (declared for the type checker)
+    alpha: Tensor
+    warm: Tensor
+    step: Tensor
     paper = (
         "A. Navon, A. Shamsian, I. Achituve, H. Maron, K. Kawaguchi, G. Chechik, E. Fetaya, Multi-Task "
         "Learning as a Bargaining Game, ICML 2022, https://arxiv.org/abs/2202.01017"
