@@ -173,6 +173,7 @@ def feature_disentanglement(
     "replicate". normalized: divide by log T. temperature: 0 = L1 normalisation, > 0 = softmax(s / T°).
     eps: stabiliser of the authors' code (1e-7 there; with zero="count" their FD exactly), 0 = none.
     Returns NaN when every location is skipped.
+    Long for a reason: one check per option with its own message, then one pass over the tensors.
     """
     tensors = [saliency] if isinstance(saliency, Tensor) else list(saliency)
     if not tensors:
