@@ -86,20 +86,16 @@ def test_rank_cut_off_uses_float32_epsilon_whatever_the_dtype() -> None:
     """λ_min/λ_max = 1e-10 lies between float64's and float32's T·eps: the reference drops it."""
     G = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1e-5, 0.0]], dtype=torch.float64)
     for dtype in (torch.float64, torch.float32, torch.bfloat16):
-        method = AlignedMTL(2)
-        method.combine(G.to(dtype))
-        assert method.last_extras["rank"] == 1.0, dtype
+        assert AlignedMTL(2).combine(G.to(dtype)).extras["rank"] == 1.0, dtype
     # a well separated second direction (λ ratio 1e-4) is kept at every dtype, bf16 included
     G[1, 1] = 1e-2
     for dtype in (torch.float64, torch.float32, torch.bfloat16):
-        method = AlignedMTL(2)
-        method.combine(G.to(dtype))
-        assert method.last_extras["rank"] == 2.0, dtype
+        assert AlignedMTL(2).combine(G.to(dtype)).extras["rank"] == 2.0, dtype
 
 
 def test_direct_combine_of_half_matrix_returns_float32() -> None:
     G = torch.from_numpy(np.random.default_rng(0).standard_normal((3, 8)))
     for name in ("alignedmtl", "imtl_g", "mgda", "cagrad", "nashmtl", "pcgrad"):
         torch.manual_seed(0)
-        d = build(name, 3).combine(G.to(torch.bfloat16))
+        d = build(name, 3).combine(G.to(torch.bfloat16)).direction
         assert d.dtype == torch.float32, name

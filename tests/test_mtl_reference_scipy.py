@@ -77,7 +77,7 @@ def test_cagrad_direction_equals_the_primal_optimum(T: int, c: float, conflict: 
     G = _task_matrix(T, conflict=conflict)
     ref = _cagrad_primal(G, c)
     for rescale, divisor in ((0, 1.0), (1, 1.0 + c * c)):
-        d = build("cagrad", T, c=c, rescale=rescale).combine(torch.from_numpy(G)).numpy()
+        d = build("cagrad", T, c=c, rescale=rescale).combine(torch.from_numpy(G)).direction.numpy()
         ours = d * divisor / T  # undo the official ×T and the rescale: the paper's d*
         # the worst-case improvement min_i g_iᵀd is the primal objective: ours attains the optimum up
         # to the project solver's accuracy (measured: at most 1.1e-5 relative below SLSQP's value, here
@@ -94,8 +94,8 @@ def test_cagrad_direction_equals_the_primal_optimum(T: int, c: float, conflict: 
 def test_nash_direction_solves_the_bargaining_problem(T: int, conflict: bool) -> None:
     G = _task_matrix(T, conflict=conflict)
     method = build("nashmtl", T, max_norm=0.0)
-    d = method.combine(torch.from_numpy(G)).numpy()
-    alpha = method.last_weights.numpy()
+    result = method.combine(torch.from_numpy(G))
+    d, alpha = result.direction.numpy(), result.weights.numpy()
     # KKT of the bargaining problem in Gram form: α > 0 and α_i (G Gᵀ α)_i = 1
     M = G @ G.T
     assert np.all(alpha > 0)

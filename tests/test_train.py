@@ -339,13 +339,11 @@ def test_dwa_run_shorter_than_its_warm_up_warns(data_root, tmp_path):
     import warnings
 
     cfg = config_from_dict(tiny(data_root, tmp_path, mtl={"name": "dwa"}))
-    dataset = build_dataset(cfg, "train", False)
-    names = list(LOSS_NAMES)
     with pytest.warns(UserWarning, match="trains exactly like EW"):
-        Trainer(cfg, build_model(cfg, CPU), dataset, collate_batch, CPU, hooks=[], loss_names=names)
+        make_trainer(cfg, [])
     cfg = config_from_dict(
         tiny(data_root, tmp_path, mtl={"name": "dwa", "hparams": {"window": 1}}, train={"steps": 3})
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        Trainer(cfg, build_model(cfg, CPU), dataset, collate_batch, CPU, hooks=[], loss_names=names)
+        make_trainer(cfg, [])

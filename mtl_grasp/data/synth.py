@@ -42,8 +42,8 @@ import math
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
 from pathlib import Path
+from typing import Any, cast
 
 import cv2
 import numpy as np

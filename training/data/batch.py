@@ -28,4 +28,5 @@ class RGBDBatch(NamedTuple):
             {k: (v.to(device, non_blocking=nb) if isinstance(v, Tensor) else v) for k, v in t.items()}
             for t in self.targets
         ]
-        return RGBDBatch(self.rgb.to(device, non_blocking=nb), self.depth.to(device, non_blocking=nb), targets)
+        rgb, depth = self.rgb.to(device, non_blocking=nb), self.depth.to(device, non_blocking=nb)
+        return RGBDBatch(rgb, depth, targets)

@@ -136,15 +136,6 @@ def make_optimizer(name: str, lr: float) -> GradientDescent | Adam:
     return GradientDescent(lr) if name == "gd" else Adam(lr)
 
 
-def _as_direction(out: object) -> np.ndarray:
-    """The direction `[2]` from a method's `combine` result (a tensor, or a result holding one first)."""
-    import torch
-
-    if not isinstance(out, torch.Tensor):
-        out = out[0] if isinstance(out, tuple) else out.direction
-    return out.detach().double().cpu().numpy()
-
-
 class ProjectMethod:
     """Direction of one of the project's MTL methods for a task-gradient matrix (2 tasks)."""
 
@@ -160,7 +151,7 @@ class ProjectMethod:
 
         G = torch.from_numpy(J)
         if self.combines:
-            return _as_direction(self.method.combine(G))
+            return self.method.combine(G).direction.detach().double().cpu().numpy()
         w = self.method.weights(torch.from_numpy(losses))  # loss weighting: Σ w_i g_i
         return (w.to(G.dtype) @ G).numpy()
 

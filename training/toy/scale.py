@@ -33,6 +33,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -98,51 +99,76 @@ def _grad_norm(params: list[nn.Parameter]) -> float:
     return float(torch.cat(grads).norm()) if grads else 0.0
 
 
-def _context(model: TinyShared, x, y, scales, frozen: bool, shared, step: int):
-    """The trainer's graph cut (features -> detached leaves -> losses); a frozen backbone has no graph."""
-    from training.mtl import StepContext
+class ToyBatch(NamedTuple):
+    x: torch.Tensor  # [n, 2]
+    y: torch.Tensor  # [n, 2]
 
-    if frozen:
+    def to(self, device: torch.device) -> ToyBatch:
+        return ToyBatch(self.x.to(device), self.y.to(device))
+
+
+class ToyModel:
+    """TinyShared as the engine's `MTLModel`, with scaled task losses and an optionally frozen backbone.
+
+    A frozen backbone computes Z without a graph (Z itself requires grad, absorbing the unused backbone
+    backward) and exposes one empty shared parameter, so the methods' code path is the same and
+    nothing of the backbone is ever updated.
+    """
+
+    def __init__(self, net: TinyShared, scales: tuple[float, float], frozen: bool) -> None:
+        self.net, self.scales, self.frozen = net, scales, frozen
+        self._frozen_shared = [nn.Parameter(torch.zeros(0, dtype=torch.float64))]
+
+    @property
+    def module(self) -> nn.Module:
+        return self.net
+
+    def features(self, batch: ToyBatch) -> torch.Tensor:
+        if not self.frozen:
+            return self.net.backbone(batch.x)
         with torch.no_grad():
-            z = model.backbone(x)
-        feats = [z.requires_grad_()]  # absorbs the (unused) backbone backward
-    else:
-        feats = [model.backbone(x)]
-    leaves = [f.detach().requires_grad_() for f in feats]
-    losses = [loss * float(s) for loss, s in zip(model.head_losses(leaves[0], y), scales)]
-    heads = list(model.heads.parameters())
-    return StepContext(losses=losses, features=feats, feature_leaves=leaves, shared_params=shared,
-                       task_params=heads, step=step)  # fmt: skip
+            z = self.net.backbone(batch.x)
+        return z.requires_grad_()
+
+    def heads(self, Z: torch.Tensor, batch: ToyBatch) -> dict[str, torch.Tensor]:
+        losses = self.net.head_losses(Z, batch.y)
+        return {f"task{i + 1}": loss * float(s) for i, (loss, s) in enumerate(zip(losses, self.scales))}
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return self._frozen_shared if self.frozen else list(self.net.backbone.parameters())
+
+    def task_parameters(self) -> list[nn.Parameter]:
+        return list(self.net.heads.parameters())
 
 
 def run_setup(setup: str, frozen: bool, scales: tuple[float, float], steps: int, seed: int = 0) -> Trace:
-    """Train one setup for `steps` full-batch steps; returns its trace (losses unscaled)."""
+    """Train one setup for `steps` full-batch steps with the trainer's step object; returns its trace
+    (losses unscaled)."""
+    from training.engine.assembly import build_optimizer
+    from training.engine.step import TrainStep
     from training.mtl import OptimizerSpec, build
-    from training.mtl.optimizers import build_optimizer
+    from training.tasks import TaskSpec
 
     method_name, hparams, rule, lr = SETUPS[setup]
     torch.manual_seed(seed)
-    model = TinyShared().double()
-    x, y = make_data(seed=seed)
-    backbone = list(model.backbone.parameters())
-    # a frozen backbone: the methods see an empty (size-0) shared parameter, so their code path is the
-    # same and nothing of the backbone is ever updated
-    shared = [nn.Parameter(torch.zeros(0, dtype=torch.float64))] if frozen else backbone
-    heads = [list(h.parameters()) for h in model.heads]
+    net = TinyShared().double()
+    batch = ToyBatch(*make_data(seed=seed))
+    model = ToyModel(net, scales, frozen)
     method = build(method_name, 2, **hparams)
-    spec = OptimizerSpec(rule, lr=lr, momentum=0.0, eps=EPS)
-    opt = method.configure_optimizer(shared, heads[0] + heads[1], spec)
-    if opt is None:
-        opt = build_optimizer(spec, shared + heads[0] + heads[1])
-    trace, parts = Trace(), {"head1": heads[0], "head2": heads[1], "backbone": backbone}
+    opt = build_optimizer(method, model, OptimizerSpec(rule, lr=lr, momentum=0.0, eps=EPS))
+    step_fn = TrainStep(model, TaskSpec.one_per_loss(("task1", "task2")), method, opt, torch.device("cpu"))
+    heads = [list(h.parameters()) for h in net.heads]
+    trace = Trace()
+    parts = {"head1": heads[0], "head2": heads[1], "backbone": list(net.backbone.parameters())}
     for step in range(steps):
-        opt.zero_grad(set_to_none=True)
-        ctx = _context(model, x, y, scales, frozen, shared, step)
-        trace.losses.append((ctx.losses.detach() / torch.tensor(scales, dtype=torch.float64)).numpy())
+        state = step_fn.forward(batch, step, 0)
+        trace.losses.append((state.ctx.losses.detach() / torch.tensor(scales, dtype=torch.float64)).numpy())
         before = {p: _flat(ps) for p, ps in parts.items()}
-        method.backward(ctx)
+        report = step_fn.backward(state)
         trace.grad_norms.append(np.array([_grad_norm(parts[p]) for p in PARTS]))
-        opt.step()
+        result = step_fn.update(state, report)
+        if result.skipped:
+            raise FloatingPointError(f"toy scale {setup}: step {step} skipped ({result.reason})")
         for p in PARTS:
             trace.updates[p].append((_flat(parts[p]) - before[p]).numpy())
         trace.update_norms.append(np.array([np.linalg.norm(trace.updates[p][-1]) for p in PARTS]))

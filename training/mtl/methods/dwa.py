@@ -52,6 +52,8 @@ class DWA(LossWeighting):
     mean_prev: Tensor
     current_epoch: Tensor
     epochs_done: Tensor
+    recent: Tensor
+    recent_count: Tensor
     paper = (
         "Liu, Johns, Davison, End-to-End Multi-Task Learning with Attention, CVPR 2019, "
         "https://arxiv.org/abs/1803.10704"
