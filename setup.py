@@ -46,6 +46,10 @@ ROS_BUILD = [
     "ros-kilted-ament-package",
     "catkin-pkg",
 ]
+# Physically simulated scenes (`python -m training synth`, the default engine; docs/data.md).
+# pybullet ships binary wheels for CPython 3.10 and 3.11 only (x86_64 manylinux); on 3.12/3.13 pip
+# compiles it from the source distribution (needs a C++ compiler).
+DATA = ["pybullet>=3.2.5"]
 # scikit-learn: an independent confusion matrix for the dense-metric tests (tests/test_dense_metrics.py)
 DEV = [
     "pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy>=1.10", "colcon-common-extensions",
@@ -68,6 +72,7 @@ setup(
     install_requires=RUNTIME,
     extras_require={
         "train": TRAIN,
+        "data": DATA,
         "ros": ROS,
         "ros-build": ROS_BUILD,
         "dev": DEV,

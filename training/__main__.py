@@ -1,3 +1,4 @@
 from training.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # guarded: spawned worker processes (scene generation) import this module
+    raise SystemExit(main())

@@ -23,12 +23,16 @@ all):
   turns a mismatch into an error. The masks are authoritative since they are what is trained on.
 * Category ids: the most frequent ``instances_semantic`` value over the object's visible pixels; for a
   hidden object the order.json ``category_id`` if present, else 0 (unknown).
+* Poses (generated scenes): ``<v>_scene.json`` gives the camera pose (``world_from_camera``) and each
+  object's pose, read into metres (``Sample.camera_pose``, ``Sample.object_poses``); the real layout has
+  no such file and reads as before (both None).
+
+File names and keys come from :mod:`mtl_grasp.data.layout`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -37,6 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mtl_grasp.data import layout
 from mtl_grasp.data.errors import DataError
 from mtl_grasp.data.splits import Splits, load_splits, make_splits, natural_key
 
@@ -53,12 +58,9 @@ __all__ = [
     "select_split",
 ]
 
-AMODAL_KEYS = ("seg_masks_single", "occlusion_objects")  # newer, older name
-REAL_AMODAL_KEY = "amodal_bitmaps_full_size_instances"
 AMODAL_TOLERANCE_PIXELS = 4
 AMODAL_TOLERANCE_FRACTION = 0.10
 ORDER_TOLERANCE = 0.02
-_VIEW_NPZ = re.compile(r"^(\d+)\.npz$")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class ViewRef:
     amodal_path: Path | None
     order_path: Path | None
     camera_path: Path | None
+    scene_path: Path | None  # <v>_scene.json (camera and object poses), generated scenes only
     image_id: int
 
     @property
@@ -106,6 +109,17 @@ class Sample:
     occluded_rate: np.ndarray  # float32 [N] = 1 - visible / amodal area
     order_occlusion: np.ndarray  # float32 [N], order.json "occlusion", NaN where absent
     camera: CameraParams | None
+    # From <v>_scene.json when present (else None), metres: world_from_camera [4, 4] (camera frame = OpenCV
+    # optical frame) and world_from_object [N, 4, 4] of each object's geometry frame (docs/data.md).
+    camera_pose: np.ndarray | None = None
+    object_poses: np.ndarray | None = None
+
+    @property
+    def object_poses_in_camera(self) -> np.ndarray | None:
+        """camera_from_object [N, 4, 4] (metres), from the two poses above; None without them."""
+        if self.camera_pose is None or self.object_poses is None:
+            return None
+        return np.linalg.inv(self.camera_pose)[None] @ self.object_poses
 
     @property
     def height(self) -> int:
@@ -140,7 +154,7 @@ def _has_amodal(npz_path: Path, amodal_path: Path | None) -> bool:
             names = {n.removesuffix(".npy") for n in zf.namelist()}
     except (OSError, zipfile.BadZipFile):
         return True  # keep it: loading it raises the precise error
-    return any(k in names for k in AMODAL_KEYS)
+    return any(k in names for k in layout.AMODAL_KEYS)
 
 
 def discover_views(root: str | Path, require_amodal: bool = False) -> list[ViewRef]:
@@ -154,40 +168,30 @@ def discover_views(root: str | Path, require_amodal: bool = False) -> list[ViewR
         raise DataError(f"root: dataset folder {root} does not exist or is not a folder")
     found = []
     for npz in root.rglob("*.npz"):
-        m = _VIEW_NPZ.match(npz.name)
-        if m is None:
+        v = layout.view_index(npz.name)
+        if v is None:
             continue  # 3_amodal.npz, 3_grasps.npz, <v>_mats.npz ... are companions, not views
-        v = int(m.group(1))
         scene_dir = npz.parent
         scene = scene_dir.relative_to(root).as_posix()
         if scene == ".":
             scene = root.name
-        amodal = scene_dir / f"{v}_amodal.npz"
-        order = scene_dir / f"{v}_order.json"
-        own_camera = scene_dir / f"{v}_camera_params.json"
-        camera: Path | None = own_camera
-        if not own_camera.is_file():  # the V2 sim samples store intrinsics for one viewpoint only
-            others = sorted(scene_dir.glob("*_camera_params.json"), key=lambda p: natural_key(p.name))
+        files = layout.ViewFiles(scene_dir, v)
+        camera: Path | None = files.camera
+        if not files.camera.is_file():  # the V2 sim samples store intrinsics for one viewpoint only
+            others = sorted(scene_dir.glob(layout.CAMERA_GLOB), key=lambda p: natural_key(p.name))
             camera = others[0] if others else None
-        amodal_path = amodal if amodal.is_file() else None
+        amodal_path = files.amodal if files.amodal.is_file() else None
         if require_amodal and not _has_amodal(npz, amodal_path):
             continue
-        found.append(
-            (
-                natural_key(scene),
-                v,
-                scene,
-                npz,
-                scene_dir / f"{v}_rgb.png",
-                amodal_path,
-                order if order.is_file() else None,
-                camera,
-            )
-        )
+        found.append((natural_key(scene), v, scene, files, amodal_path, camera))
     found.sort(key=lambda f: (f[0], f[1]))
     return [
-        ViewRef(root, scene, v, npz, rgb, amodal, order, camera, image_id=i + 1)
-        for i, (_, v, scene, npz, rgb, amodal, order, camera) in enumerate(found)
+        ViewRef(
+            root, scene, v, files.npz, files.rgb, amodal,
+            files.order if files.order.is_file() else None, camera,
+            files.scene if files.scene.is_file() else None, image_id=i + 1,
+        )  # fmt: skip
+        for i, (_, v, scene, files, amodal, camera) in enumerate(found)
     ]
 
 
@@ -225,7 +229,7 @@ def resolve_splits(root: Path, scenes: list[str], splits_file: str | Path | None
     """The split file to use for ``root`` (see :func:`select_split`)."""
     if splits_file is not None:
         return load_splits(splits_file)
-    default = Path(root) / "splits.json"
+    default = Path(root) / layout.SPLITS_FILE
     if default.is_file():
         return load_splits(default)
     return make_splits(scenes)
@@ -319,54 +323,60 @@ def _categories(ids: np.ndarray, semantic: np.ndarray | None, n: int) -> np.ndar
     return out[1:]
 
 
-def load_view(ref: ViewRef, strict_order: bool = False) -> Sample:
-    """Read one view (see the module docstring for units and policies); bad files raise DataError."""
-    rgb = _read_rgb(ref.rgb_path)
-    h, w = rgb.shape[:2]
-    amodal_keys = () if ref.amodal_path is not None else AMODAL_KEYS
-    arrays = _read_npz(ref.npz_path, ("depth", "instances_objects"), amodal_keys, ("instances_semantic",))
-    semantic = arrays.get("instances_semantic")
-    depth_cm, ids = arrays["depth"], arrays["instances_objects"]
-    _check_shape(ref.npz_path, "depth", depth_cm.shape, (h, w))
-    _check_shape(ref.npz_path, "instances_objects", ids.shape, (h, w))
+def _read_labels(ref: ViewRef, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
+    """Depth (metres, 0 = invalid), the visible id map, the semantic map (or None) and the raw arrays."""
+    amodal_keys = () if ref.amodal_path is not None else layout.AMODAL_KEYS
+    arrays = _read_npz(
+        ref.npz_path, (layout.DEPTH_KEY, layout.INSTANCES_KEY), amodal_keys, (layout.SEMANTIC_KEY,)
+    )
+    semantic = arrays.get(layout.SEMANTIC_KEY)
+    depth_cm, ids = arrays[layout.DEPTH_KEY], arrays[layout.INSTANCES_KEY]
+    _check_shape(ref.npz_path, layout.DEPTH_KEY, depth_cm.shape, (h, w))
+    _check_shape(ref.npz_path, layout.INSTANCES_KEY, ids.shape, (h, w))
     if semantic is not None:
-        _check_shape(ref.npz_path, "instances_semantic", semantic.shape, (h, w))
+        _check_shape(ref.npz_path, layout.SEMANTIC_KEY, semantic.shape, (h, w))
     if not np.issubdtype(depth_cm.dtype, np.number) or not np.issubdtype(ids.dtype, np.integer):
         raise DataError(
-            f"{ref.npz_path}: expected numeric depth and integer instances_objects, found "
+            f"{ref.npz_path}: expected numeric {layout.DEPTH_KEY} and integer {layout.INSTANCES_KEY}, found "
             f"{depth_cm.dtype} and {ids.dtype}"
         )
     with np.errstate(invalid="ignore"):
         depth = np.where(np.isfinite(depth_cm) & (depth_cm > 0), depth_cm, 0).astype(np.float32) / 100.0
+    return depth, ids, semantic, arrays
 
+
+def _read_amodal(ref: ViewRef, arrays: dict, h: int, w: int) -> tuple[np.ndarray, Path]:
+    """Amodal masks [N, H, W] bool and the file they came from (real <v>_amodal.npz or the view npz)."""
     if ref.amodal_path is not None:
-        real = _read_npz(ref.amodal_path, (REAL_AMODAL_KEY,))[REAL_AMODAL_KEY]
+        key = layout.REAL_AMODAL_KEY
+        real = _read_npz(ref.amodal_path, (key,))[key]
         if real.ndim != 4 or real.shape[1] != 2:
-            raise DataError(
-                f"{ref.amodal_path}: {REAL_AMODAL_KEY} has shape {real.shape}, expected [N, 2, H, W]"
-            )
-        amodal = (real[:, 0] != 0) | (real[:, 1] != 0)  # visible part | occluded part
-        amodal_src = ref.amodal_path
+            raise DataError(f"{ref.amodal_path}: {key} has shape {real.shape}, expected [N, 2, H, W]")
+        amodal, src = (real[:, 0] != 0) | (real[:, 1] != 0), ref.amodal_path  # visible | occluded part
     else:
-        key = next((k for k in AMODAL_KEYS if k in arrays), None)
+        key = next((k for k in layout.AMODAL_KEYS if k in arrays), None)
         if key is None:
             raise DataError(
-                f"{ref.npz_path}: no amodal masks: neither {' / '.join(AMODAL_KEYS)} in the npz nor a "
-                f"{ref.view}_amodal.npz beside it (use require_amodal=True to skip such views)"
+                f"{ref.npz_path}: no amodal masks: neither {' / '.join(layout.AMODAL_KEYS)} in the npz nor "
+                f"a {ref.view}_amodal.npz beside it (use require_amodal=True to skip such views)"
             )
-        amodal = arrays[key] != 0
-        amodal_src = ref.npz_path
+        amodal, src = arrays[key] != 0, ref.npz_path
     if amodal.ndim != 3:
-        raise DataError(f"{amodal_src}: amodal masks have shape {amodal.shape}, expected [N, H, W]")
-    _check_shape(amodal_src, "amodal masks", amodal.shape[1:], (h, w))
-    n = amodal.shape[0]
+        raise DataError(f"{src}: amodal masks have shape {amodal.shape}, expected [N, H, W]")
+    _check_shape(src, "amodal masks", amodal.shape[1:], (h, w))
+    return amodal, src
 
+
+def _visible_masks(ref: ViewRef, ids: np.ndarray, amodal: np.ndarray, src: Path) -> tuple[np.ndarray, ...]:
+    """Visible masks of ids 1..N, checked against the amodal masks (the index <-> id mapping); returns
+    (visible, amodal with the tolerated stray pixels absorbed, visible areas)."""
+    n, h, w = amodal.shape
     present = np.unique(ids)
     present = present[present != 0]
     if present.size and (present.min() < 0 or present.max() > n):
         raise DataError(
-            f"{ref.npz_path}: instances_objects holds ids {present.tolist()[:10]} but there are only {n} "
-            f"amodal masks (ids must be 1..{n})"
+            f"{ref.npz_path}: {layout.INSTANCES_KEY} holds ids {present.tolist()[:10]} but there are only "
+            f"{n} amodal masks (ids must be 1..{n})"
         )
     object_ids = np.arange(1, n + 1, dtype=np.int64)
     visible = ids[None, :, :] == object_ids[:, None, None].astype(ids.dtype)
@@ -377,44 +387,89 @@ def load_view(ref: ViewRef, strict_order: bool = False) -> Sample:
     if bad.size:
         k = int(bad[0])
         raise DataError(
-            f"{amodal_src}: {int(stray[k])} of {int(vis_area[k])} visible pixels of object id {k + 1} lie "
+            f"{src}: {int(stray[k])} of {int(vis_area[k])} visible pixels of object id {k + 1} lie "
             f"outside amodal mask index {k}; the amodal index <-> object id mapping does not hold"
         )
-    amodal = amodal | visible  # absorb the tolerated few-pixel misalignment
+    return visible, amodal | visible, vis_area  # absorb the tolerated few-pixel misalignment
 
-    categories = _categories(ids, semantic, n)
+
+def _read_order(ref: ViewRef, n: int, categories: np.ndarray) -> np.ndarray:
+    """order.json ``occlusion`` per id 1..n (NaN where absent); fills unknown categories in place."""
     order_occ = np.full(n, np.nan, np.float32)
-    if ref.order_path is not None:
-        order = _read_json(ref.order_path)
-        for k in range(n):
-            entry = order.get(str(k + 1))
-            if not isinstance(entry, dict):
-                continue
-            try:
-                if "occlusion" in entry:
-                    order_occ[k] = float(entry["occlusion"])
-                if categories[k] == 0 and "category_id" in entry:
-                    categories[k] = int(entry["category_id"])
-            except (TypeError, ValueError) as exc:
-                raise DataError(f"{ref.order_path}: object {k + 1} has a non-numeric field: {exc}") from exc
+    if ref.order_path is None:
+        return order_occ
+    order = _read_json(ref.order_path)
+    for k in range(n):
+        entry = order.get(str(k + 1))
+        if not isinstance(entry, dict):
+            continue
+        try:
+            if "occlusion" in entry:
+                order_occ[k] = float(entry["occlusion"])
+            if categories[k] == 0 and "category_id" in entry:
+                categories[k] = int(entry["category_id"])
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{ref.order_path}: object {k + 1} has a non-numeric field: {exc}") from exc
+    return order_occ
 
+
+def _pose_m(path: Path, value, what: str) -> np.ndarray:
+    """A 4x4 rigid transform written in cm -> metres; DataError naming ``what`` otherwise."""
+    try:
+        pose = np.asarray(value, np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: {what} is not a 4x4 matrix of numbers ({exc})") from exc
+    if pose.shape != (4, 4) or not np.isfinite(pose).all():
+        raise DataError(f"{path}: {what} must be a finite 4x4 matrix, found shape {pose.shape}")
+    pose = pose.copy()
+    pose[:3, 3] /= 100.0
+    return pose
+
+
+def _read_scene(ref: ViewRef, object_ids: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``<v>_scene.json``: world_from_camera [4, 4] and world_from_object [N, 4, 4] (metres; NaN for ids
+    not listed), or (None, None) without the file."""
+    if ref.scene_path is None:
+        return None, None
+    data = _read_json(ref.scene_path)
+    try:
+        camera = _pose_m(ref.scene_path, data["camera"]["pose_relative_to_world"], "camera pose")
+        listed = {int(o["id"]): o["pose_relative_to_world"] for o in data["objects"]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(
+            f"{ref.scene_path}: expected camera.pose_relative_to_world and objects[].id / "
+            f"pose_relative_to_world ({type(exc).__name__}: {exc})"
+        ) from exc
+    poses = np.full((len(object_ids), 4, 4), np.nan)
+    for k, oid in enumerate(object_ids):
+        if int(oid) in listed:
+            poses[k] = _pose_m(ref.scene_path, listed[int(oid)], f"pose of object {int(oid)}")
+    return camera, poses
+
+
+def load_view(ref: ViewRef, strict_order: bool = False) -> Sample:
+    """Read one view (see the module docstring for units and policies); bad files raise DataError."""
+    rgb = _read_rgb(ref.rgb_path)
+    h, w = rgb.shape[:2]
+    depth, ids, semantic, arrays = _read_labels(ref, h, w)
+    amodal, src = _read_amodal(ref, arrays, h, w)
+    n = amodal.shape[0]
+    visible, amodal, vis_area = _visible_masks(ref, ids, amodal, src)
+    categories = _categories(ids, semantic, n)
+    order_occ = _read_order(ref, n, categories)
     amodal_area = amodal.reshape(n, h * w).sum(axis=1)
     keep = amodal_area > 0  # an empty amodal mask: the object is not in this view
     rate = np.zeros(n, np.float32)
     rate[keep] = 1.0 - vis_area[keep] / amodal_area[keep]
-    camera = _read_camera(ref.camera_path, h, w) if ref.camera_path is not None else None
+    object_ids = np.arange(1, n + 1, dtype=np.int64)[keep]
+    camera_pose, object_poses = _read_scene(ref, object_ids)
     sample = Sample(
-        ref=ref,
-        rgb=rgb,
-        depth=depth,
-        visible_masks=visible[keep],
-        amodal_masks=amodal[keep],
-        object_ids=object_ids[keep],
-        category_ids=categories[keep],
-        occluded_rate=rate[keep],
+        ref=ref, rgb=rgb, depth=depth, visible_masks=visible[keep], amodal_masks=amodal[keep],
+        object_ids=object_ids, category_ids=categories[keep], occluded_rate=rate[keep],
         order_occlusion=order_occ[keep],
-        camera=camera,
-    )
+        camera=_read_camera(ref.camera_path, h, w) if ref.camera_path is not None else None,
+        camera_pose=camera_pose, object_poses=object_poses,
+    )  # fmt: skip
     if strict_order:
         mismatched = sample.order_mismatches()
         if mismatched:

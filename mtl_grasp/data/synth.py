@@ -1,6 +1,8 @@
-"""Synthetic bin-picking scenes written in MetaGraspNet's *simulated* on-disk layout.
+"""Analytic synthetic bin-picking scenes (the fast fixture engine, ``--engine analytic``).
 
-The generator lets the whole pipeline (reader, COCO conversion, training, evaluation, the demo and the
+The default embedded data are the physically simulated scenes of :mod:`mtl_grasp.data.physics`; this
+2.5-D generator stays as a fast fixture (a scene in ~30 ms, no pybullet) for tests that only need
+*some* data in the right layout. The generator lets the whole pipeline (reader, COCO conversion, training, evaluation, the demo and the
 tests) run without the real dataset. It writes exactly what :mod:`mtl_grasp.data.reader` reads from a
 real ``dataset_sim`` folder::
 
@@ -36,10 +38,7 @@ depend on how many scenes are generated).
 
 from __future__ import annotations
 
-import io
-import json
 import math
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,10 @@ from typing import Any, cast
 import cv2
 import numpy as np
 
+from mtl_grasp.data import layout
 from mtl_grasp.data.splits import DEFAULT_FRACTIONS, make_splits, save_splits
+from mtl_grasp.data.writer import ViewData
+from mtl_grasp.data.writer import write_view as _write_view
 
 __all__ = [
     "CATALOGUE",
@@ -519,37 +521,13 @@ def _occlusion_order(layout: SceneLayout, ids: np.ndarray, amodal: np.ndarray, p
 # ---- files ---------------------------------------------------------------------------------------
 
 
-def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """An ``np.load``-compatible npz with fixed timestamps (``np.savez`` stamps the current time)."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, arr in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, buf.getvalue(), compresslevel=1)
-    return out.getvalue()
-
-
 def write_view(scene_dir: Path, view_index: int, view: RenderedView) -> None:
     """Write one view in MetaGraspNet's simulated layout (see the module docstring)."""
-    scene_dir.mkdir(parents=True, exist_ok=True)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(view.rgb, cv2.COLOR_RGB2BGR))
-    if not ok:  # pragma: no cover - opencv only fails here on exotic builds
-        raise RuntimeError(f"opencv could not encode {scene_dir / f'{view_index}_rgb.png'}")
-    (scene_dir / f"{view_index}_rgb.png").write_bytes(png.tobytes())
-    npz = _npz_bytes(
-        {
-            "depth": view.depth_cm,
-            "instances_objects": view.instances_objects,
-            "instances_semantic": view.instances_semantic,
-            "seg_masks_single": view.amodal,
-        }
-    )
-    (scene_dir / f"{view_index}.npz").write_bytes(npz)
-    (scene_dir / f"{view_index}_order.json").write_text(json.dumps(view.order, indent=1) + "\n")
-    (scene_dir / f"{view_index}_camera_params.json").write_text(json.dumps(view.camera, indent=1) + "\n")
+    data = ViewData(
+        rgb=view.rgb, depth_cm=view.depth_cm, instances=view.instances_objects,
+        semantic=view.instances_semantic, amodal=view.amodal, order=view.order, camera=view.camera,
+    )  # fmt: skip
+    _write_view(scene_dir, view_index, data)
 
 
 def _view_params(rng: np.random.Generator, index: int) -> ViewPose:
@@ -602,11 +580,11 @@ def generate_dataset(
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for index in range(first_scene, first_scene + scenes):
-        scene_dir = out / f"scene{index}"
+        scene_dir = out / layout.scene_dir_name(index)
         for v, rendered in enumerate(render_scene(index, image_size, seed, views)):
             write_view(scene_dir, v, rendered)
         written.append(scene_dir)
     if split_fractions is not None:
-        names = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith("scene"))
-        save_splits(out / "splits.json", make_splits(names, split_fractions))
+        names = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith(layout.SCENE_PREFIX))
+        save_splits(out / layout.SPLITS_FILE, make_splits(names, split_fractions))
     return written
