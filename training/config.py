@@ -32,11 +32,16 @@ OPTIMIZERS = ("sgd", "adam", "signsgd")
 
 @dataclass
 class SynthConfig:
-    """Generate a synthetic MetaGraspNet-layout dataset at `data.root` when it does not exist yet."""
+    """Generate a synthetic MetaGraspNet-layout dataset at `data.root` when it does not exist yet
+    (`mtl_grasp.data.generate`; docs/data.md)."""
 
     scenes: int = 0  # 0 = never generate (real data)
     image_size: int = 128  # size of the generated camera images (square)
     seed: int = 0
+    engine: str = "physics"  # physics (pybullet piles, the `data` extra) | analytic (2.5-D fast fixture)
+    views: int = 1  # viewpoints per scene (view 0 top-down)
+    objects: tuple[int, int] = (5, 40)  # articles dropped per scene, inclusive (physics engine)
+    workers: int = 0  # generator processes; 0 = the CPU cores (physics engine)
 
 
 @dataclass
@@ -128,6 +133,7 @@ class TrainConfig:
             ("schedule.name", self.schedule.name, SCHEDULES),
             ("optim.name", self.optim.name, OPTIMIZERS),
             ("mtl.level", self.mtl.level, ("parameter", "feature")),
+            ("data.synth.engine", self.data.synth.engine, ("physics", "analytic")),
         ]
         for key, value, allowed in checks:
             if value not in allowed:
@@ -148,6 +154,7 @@ class TrainConfig:
             "schedule.warmup_steps": self.schedule.warmup_steps,
             "data.num_workers": self.data.num_workers,
             "data.synth.scenes": self.data.synth.scenes,
+            "data.synth.workers": self.data.synth.workers,
             "optim.weight_decay": self.optim.weight_decay,
             "optim.grad_clip": self.optim.grad_clip,
             "train.threads": self.train.threads,

@@ -1,7 +1,7 @@
 """`python -m training bench methods`: each MTL method's training-step time relative to EW.
 
 On the real network (`training.model.AmodalRCNN`, random weights, T = 7 tasks, one per loss) and a
-scene of the synthetic generator (`mtl_grasp.data.synth`, loaded through `training.data`). A timed
+simulated bin scene (`mtl_grasp.data.physics`, loaded through `training.data`). A timed
 step is one call of the trainer's step object (`training.engine.step.TrainStep`, built with
 `training.engine.assembly.build_optimizer`): forward, the method's backward, optimiser step and
 `after_step` when the method needs it, so the ratio is what training pays.
@@ -27,7 +27,7 @@ HELP = "step time of every MTL method (each supported level) relative to EW on t
 DESCRIPTION = (
     "Times one full training step (forward, the method's backward, optimiser step, post-step update) "
     "of every registered MTL method at each level it supports on AmodalRCNN (random weights) with a "
-    "synthetic scene, and prints it relative to EW's step measured in the same run. Issue 4's GPU goals: "
+    "simulated bin scene, and prints it relative to EW's step measured in the same run. Issue 4's GPU goals: "
     "parameter level <= 2.5x EW and feature level <= 1.15x EW with 7 tasks (512x512, batch 4)."
 )
 
@@ -55,12 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _batch(device: Any, size: int, batch: int) -> Any:
-    """`batch` synthetic scenes written to a temporary folder and read back by the training dataset."""
-    from mtl_grasp.data.synth import generate_dataset
+    """`batch` simulated bin scenes (pybullet, 5-40 articles) written to a temporary folder and read back
+    by the training dataset."""
+    from mtl_grasp.data.physics import generate_physics_dataset
     from training.data.dataset import MetaGraspNetDataset, collate_batch
 
     with tempfile.TemporaryDirectory(prefix="bench_methods_") as root:
-        generate_dataset(root, batch, image_size=size, seed=0, split_fractions=None)
+        generate_physics_dataset(root, batch, image_size=size, seed=0, workers=1, split_fractions=None)
         dataset = MetaGraspNetDataset(root, image_size=size)
         return collate_batch([dataset[i] for i in range(batch)]).to(device)
 

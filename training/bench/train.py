@@ -1,9 +1,10 @@
 """`python -m training bench train`: end-to-end training throughput (images/s) and step time vs EW.
 
 Unlike `bench methods` (one step in isolation), this times the real `Trainer` loop: DataLoader with
-workers and the training dataset over synthetic scenes (generated into a temporary folder), the step,
-the LR schedule and the logging hooks (metrics.csv + TensorBoard) — what a user's run pays per step.
-Every method starts from the same weights and sees the same batches. Medians over the timed steps.
+workers and the training dataset over simulated bin scenes (pybullet, generated into a temporary
+folder), the step, the LR schedule and the logging hooks (metrics.csv + TensorBoard) — what a user's run
+pays per step. Every method starts from the same weights and sees the same batches. Medians over the
+timed steps.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 HELP = "training-loop throughput (images/s) and step-time ratios vs EW for a few methods"
 DESCRIPTION = (
     "Times the full Trainer loop (data loading, step, schedule, CSV/TensorBoard logging) for EW and a "
-    "few MTL methods on synthetic scenes and prints images/s and each method's median step time "
+    "few MTL methods on simulated bin scenes and prints images/s and each method's median step time "
     "relative to EW's, measured in the same run. Defaults: CPU-sized; on a GPU use e.g. "
     "--device cuda --size 512 --batch 4."
 )
@@ -87,7 +88,7 @@ def _time_method(args: argparse.Namespace, name: str, root: str, out: Path) -> l
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from mtl_grasp.data.synth import generate_dataset
+    from mtl_grasp.data.physics import generate_physics_dataset
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         root = str(Path(tmp) / "data")
         scenes = max(4, args.batch * (args.warmup + args.steps))  # one epoch covers the run
-        generate_dataset(root, scenes, image_size=args.size, seed=0, split_fractions={"train": 1.0})
+        generate_physics_dataset(root, scenes, image_size=args.size, seed=0, split_fractions={"train": 1.0})
         rows = []
         for name in methods:
             t = statistics.median(_time_method(args, name, root, Path(tmp) / "runs"))

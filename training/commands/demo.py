@@ -1,8 +1,9 @@
 """`python -m training demo`: the whole product end to end on the embedded synthetic default.
 
-synthetic MetaGraspNet-format scenes -> train (EW, CPU-sized config) -> evaluate the checkpoint (COCO
-mAP/mAR) -> export ONNX (with its parity check) -> evaluate the ONNX model with the torch-free runtime
--> replay the validation scenes through the ROS 2 node over real DDS and print what it detected.
+physically simulated bin scenes in the MetaGraspNet format (pybullet, made by the train step) -> train
+(EW, CPU-sized config) -> evaluate the checkpoint (COCO mAP/mAR) -> export ONNX (with its parity check)
+-> evaluate the ONNX model with the torch-free runtime -> replay the validation scenes through the ROS 2
+node over real DDS and print what it detected.
 
 Each step runs the same command a user would type (printed before it runs), in a subprocess, so the
 demo exercises exactly the public command line.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from training.rundir import RunDir
 
-HELP = "run the whole pipeline on synthetic data: synth -> train -> evaluate -> export -> ROS 2 node"
+HELP = "run the whole pipeline on simulated bins: synth -> train -> evaluate -> export -> ROS 2 node"
 DESCRIPTION = __doc__ or HELP
 
 METRIC_KEYS = ("bbox/mAP", "vmask/mAP", "amask/mAP", "bbox/mAR", "vmask/mAR", "amask/mAR", "occ/accuracy")
@@ -38,7 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _run(cmd: list[str]) -> None:
     print(f"\n$ {shlex.join(cmd)}", flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd)
+    # Idle OpenMP threads sleep instead of spinning: on a CPU shared with other jobs a spinning torch
+    # thread pool ran 10x slower (measured on the 2-core machine, docs/benchmarks.md). A user's own
+    # setting wins.
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    proc = subprocess.run(cmd, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"demo: step failed with exit code {proc.returncode}: {shlex.join(cmd)}")
     print(f"  ({time.perf_counter() - t0:.1f} s)", flush=True)
@@ -89,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")
 
-    print("== 1/5 train (generates the synthetic scenes first; EW baseline) ==")
+    print("== 1/5 train (simulates the bin scenes first; EW baseline) ==")
     _run([*py, "train", "--config", args.config, *overrides])
     ckpt = RunDir(run_dir).last_checkpoint
 

@@ -68,15 +68,20 @@ class AmodalFamily:
         return collate_batch
 
     def prepare_data(self, cfg: TrainConfig) -> None:
-        """Generate the synthetic dataset at data.root when data.synth.scenes > 0 and it is not there yet."""
+        """Generate the synthetic dataset at data.root when data.synth.scenes > 0 and it is not there yet
+        (`data.synth.engine`: physics bins by default, or the analytic fixture)."""
+        from mtl_grasp.data.layout import SPLITS_FILE
+
         root = Path(cfg.data.root)
-        if cfg.data.synth.scenes <= 0 or (root / "splits.json").is_file():
+        if cfg.data.synth.scenes <= 0 or (root / SPLITS_FILE).is_file():
             return
         if D.current().is_main:
-            from mtl_grasp.data.synth import generate_dataset
+            from mtl_grasp.data.generate import generate
 
-            synth = cfg.data.synth
-            generate_dataset(root, synth.scenes, image_size=synth.image_size, seed=synth.seed)
+            s = cfg.data.synth
+            objects = (s.objects[0], s.objects[1]) if s.engine == "physics" else None
+            generate(root, s.scenes, engine=s.engine, image_size=s.image_size, seed=s.seed, views=s.views,
+                     objects=objects, workers=s.workers or None, progress=True)  # fmt: skip
         if D.current().enabled:
             torch.distributed.barrier()
 
