@@ -25,6 +25,7 @@ def test_synthetic_config_loads():
     cfg = load_config(ROOT / "config/train/synthetic.yaml")
     assert cfg.data.synth.scenes > 0 and cfg.train.device == "cpu"
     assert cfg.data.synth.image_size == cfg.model.image_size
+    assert cfg.data.synth.engine == "physics"  # the demo trains on simulated bins
 
 
 def test_dotted_overrides_are_typed():
@@ -59,6 +60,8 @@ def test_dotted_overrides_are_typed():
         ("optim.lr.x=1", r"optim\.lr"),
         ("oops", r"expected dotted\.key=value"),
         ("optim.=1", r"empty key part"),
+        ("data.synth.engine=blender", r"data\.synth\.engine: expected one of \['physics', 'analytic'\]"),
+        ("data.synth.workers=-1", r"data\.synth\.workers: expected a value >= 0"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
