@@ -244,6 +244,12 @@ def test_reader_coco_pycocotools_round_trip_is_exact(dataset):
             assert a["occluded_rate"] == pytest.approx(float(s.occluded_rate[k]), abs=1e-6)
 
 
+def test_class_aware_coco_names_the_article_kinds(dataset):
+    coco = build_coco(dataset, class_agnostic=False)
+    names = json.loads((dataset / layout.CATEGORIES_FILE).read_text())
+    assert coco["categories"] and all(c["name"] == names[str(c["id"])] for c in coco["categories"])
+
+
 def test_sensor_depth_is_metric_noisy_quantised_and_has_holes(scenes):
     for v in _views(scenes):
         d, z = v.depth_cm, v.depth_true_m

@@ -9,7 +9,8 @@ Per annotation (one per object with at least ``min_visible_area`` visible pixels
 ``bbox`` amodal ``[x, y, w, h]`` (pixel-inclusive: ``w = x_max - x_min + 1``, as pycocotools'
 ``toBbox``), ``segmentation`` amodal RLE, ``visible_mask`` RLE, ``visible_bbox``, ``occluded_mask`` RLE
 (amodal and not visible), ``occluded_rate``, ``area`` (amodal pixels), ``iscrowd`` 0, ``category_id``
-(1 when class-agnostic, else the MetaGraspNet category id), plus ``object_id``. RLE ``counts`` are str
+(1 when class-agnostic, else the MetaGraspNet category id; names from ``ROOT/categories.json`` when
+present, else ``category_<id>``), plus ``object_id``. RLE ``counts`` are str
 so the file is plain JSON; decode with ``pycocotools.mask.decode``.
 """
 
@@ -24,6 +25,7 @@ import numpy as np
 from pycocotools import mask as mask_util
 
 from mtl_grasp.contract import CLASS_AGNOSTIC_NAMES
+from mtl_grasp.data import layout
 from mtl_grasp.data.errors import DataError
 from mtl_grasp.data.reader import Sample, ViewRef, discover_views, load_view, select_split
 
@@ -114,6 +116,17 @@ def _image_entry(ref: ViewRef, sample: Sample) -> dict:
     }
 
 
+def _category_names(root: Path) -> dict[int, str]:
+    """``ROOT/categories.json`` (written by the physics generator) as {id: name}; {} without it."""
+    path = root / layout.CATEGORIES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return {int(k): str(v) for k, v in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, AttributeError) as exc:
+        raise DataError(f"{path}: expected a JSON object of category id -> name ({exc})") from exc
+
+
 def build_coco(
     root: str | Path,
     split: str | None = None,
@@ -150,8 +163,10 @@ def build_coco(
             {"id": i + 1, "name": n, "supercategory": "object"} for i, n in enumerate(CLASS_AGNOSTIC_NAMES)
         ]
     else:
+        names = _category_names(root)
         categories = [
-            {"id": c, "name": f"category_{c:03d}", "supercategory": "object"} for c in sorted(category_ids)
+            {"id": c, "name": names.get(c, f"category_{c:03d}"), "supercategory": "object"}
+            for c in sorted(category_ids)
         ]
     return {
         "info": {
