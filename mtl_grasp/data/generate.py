@@ -37,8 +37,9 @@ def generate(
         )  # fmt: skip
     if engine == "analytic":
         if objects is not None:
-            raise ValueError(f"objects: the analytic engine draws 4-14 objects per scene; {objects} needs engine "
-                             "'physics'")  # fmt: skip
+            raise ValueError(
+                f"objects: the analytic engine draws 4-14 objects per scene; {objects} needs engine 'physics'"
+            )
         from mtl_grasp.data.synth import generate_dataset
 
         return generate_dataset(

@@ -2,9 +2,9 @@
 
 The default embedded data are the physically simulated scenes of :mod:`mtl_grasp.data.physics`; this
 2.5-D generator stays as a fast fixture (a scene in ~30 ms, no pybullet) for tests that only need
-*some* data in the right layout. The generator lets the whole pipeline (reader, COCO conversion, training, evaluation, the demo and the
-tests) run without the real dataset. It writes exactly what :mod:`mtl_grasp.data.reader` reads from a
-real ``dataset_sim`` folder::
+*some* data in the right layout. The generator lets the whole pipeline (reader, COCO conversion,
+training, evaluation, the demo and the tests) run without the real dataset. It writes exactly what
+:mod:`mtl_grasp.data.reader` reads from a real ``dataset_sim`` folder::
 
     OUT/scene<N>/<v>_rgb.png            RGB, 8 bit
     OUT/scene<N>/<v>.npz                depth (float32 cm, NaN holes), instances_objects (visible ids),

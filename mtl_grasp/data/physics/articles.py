@@ -23,7 +23,8 @@ __all__ = ["ARTICLES", "Article", "category_names", "draw_article", "paint_textu
 class Article:
     """One kind of article. ``size`` ranges are metres: box (x, y, z) extents; cylinder/capsule
     (radius, length); sphere (radius,); mesh (largest extent,). ``texture``: "package", "label",
-    "speckle", "plain" (a random colour) or "own" (the mesh's own texture); ``mesh``: a URDF under pybullet_data (``{k:03d}`` is a random_urdfs index)."""
+    "speckle", "plain" (a random colour) or "own" (the mesh's own texture); ``mesh``: a URDF under
+    pybullet_data (``{k:03d}`` is a random_urdfs index)."""
 
     name: str
     shape: str  # box | cylinder | sphere | capsule | mesh

@@ -19,7 +19,7 @@ INSTALL_HINT = (
 )
 
 
-class MissingPybullet(ImportError):
+class MissingPybullet(ImportError):  # noqa: N818 - reads as the condition, like ModuleNotFoundError
     """pybullet is not installed; the message says how to install it."""
 
 

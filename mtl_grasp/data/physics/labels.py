@@ -172,9 +172,13 @@ def _occluders(amodal: AmodalResult, instances: np.ndarray, z_true: np.ndarray) 
 
 
 def order_json(
-    pile: Pile, amodal: AmodalResult, instances: np.ndarray, z_true: np.ndarray, support: dict[int, list[dict]],
+    pile: Pile,
+    amodal: AmodalResult,
+    instances: np.ndarray,
+    z_true: np.ndarray,
+    support: dict[int, list[dict]],
     names: dict[int, str],
-) -> dict[str, dict]:  # fmt: skip
+) -> dict[str, dict]:
     """``<v>_order.json``: per object id (string) the occlusion fraction and both relations."""
     n = len(pile.items)
     vis = np.bincount(instances.ravel(), minlength=n + 1)[1 : n + 1]

@@ -47,7 +47,7 @@ FLOOR_THICKNESS = 0.04  # m
 REST_NORMAL_Z = 0.5  # a contact normal at most 60 degrees from vertical carries weight
 
 
-class UnsettledPile(RuntimeError):
+class UnsettledPile(RuntimeError):  # noqa: N818 - names the condition the message explains
     """The pile did not come to rest (or no article stayed in the bin); the message says why."""
 
 
@@ -338,10 +338,9 @@ def geometry_points(client: int, item: Item, enclosing: bool = False) -> np.ndar
 def _inside(client: int, item: Item, spec: BinSpec) -> bool:
     pts = geometry_points(client, item)
     tol = INSIDE_TOLERANCE if item.spec["shape"] == "mesh" else INSIDE_TOLERANCE / 2
-    return bool(
-        (np.abs(pts[:, 0]) <= spec.length / 2 + tol).all() and (np.abs(pts[:, 1]) <= spec.width / 2 + tol).all()
-        and (pts[:, 2] >= -FLOOR_TOLERANCE).all()
-    )  # fmt: skip
+    in_x = (np.abs(pts[:, 0]) <= spec.length / 2 + tol).all()
+    in_y = (np.abs(pts[:, 1]) <= spec.width / 2 + tol).all()
+    return bool(in_x and in_y and (pts[:, 2] >= -FLOOR_TOLERANCE).all())
 
 
 def build_pile(client: int, rng: np.random.Generator, n_objects: int, folder: Path) -> Pile:

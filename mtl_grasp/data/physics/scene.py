@@ -165,10 +165,9 @@ def _render_view(pile, intr, pose, light, rng, settings, keep_surfaces, timings,
     img = render(pile.client, intr, pose, light=light)
     t1 = time.perf_counter()
     instances = instance_map(img.body_ids, pile)
-    amodal = amodal_masks(
-        pile, intr, pose, instances, img.depth_m, force_all=keep_surfaces or not settings.amodal_skip_unoccluded,
-        windows=settings.amodal_windows,
-    )
+    force = keep_surfaces or not settings.amodal_skip_unoccluded
+    windows = settings.amodal_windows
+    amodal = amodal_masks(pile, intr, pose, instances, img.depth_m, force_all=force, windows=windows)
     t2 = time.perf_counter()
     noise = rng.normal(0.0, 2.0, img.rgb.shape)
     rgb = np.clip(np.round(img.rgb + noise), 0, 255).astype(np.uint8)
@@ -205,8 +204,11 @@ def _attempt(
         size = settings.image_size
         intr = Intrinsics.from_fov(size, size, float(rng.uniform(*settings.fov_deg)))
         d = rng.normal(size=3)
-        light = Light(direction=(float(d[0]), float(d[1]), 2.0 + abs(float(d[2]))),
-                      ambient=float(rng.uniform(0.45, 0.65)), diffuse=float(rng.uniform(0.4, 0.6)))  # fmt: skip
+        light = Light(
+            direction=(float(d[0]), float(d[1]), 2.0 + abs(float(d[2]))),
+            ambient=float(rng.uniform(0.45, 0.65)),
+            diffuse=float(rng.uniform(0.4, 0.6)),
+        )
         poses = _camera_poses(rng, pile, intr, settings.views, settings.polar_deg)
         views = [_render_view(pile, intr, pose, light, rng, settings, keep_surfaces, timings, support, names)
                  for pose in poses]  # fmt: skip
