@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config/train/synthetic.yaml", help="training config")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     parser.add_argument("--frames", type=int, default=4, help="validation frames replayed through the node")
+    parser.add_argument(
+        "--score-threshold", type=float, default=0.3,
+        help="the node's score_threshold for the replay (default 0.3: the few-minute CPU model is not "
+             "confident enough for the node's 0.5 default; a fully trained model is)",
+    )  # fmt: skip
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="extra training config overrides")
 
 
@@ -69,7 +74,7 @@ def _untrained_line(eval_csv: Path) -> str:
     return "  ".join(f"{k}={float(rows[0][k]):.3f}" for k in METRIC_KEYS if rows[0].get(k) not in (None, ""))
 
 
-def _replay_through_node(data: Path, model: Path, stream: Path, frames: int) -> None:
+def _replay_through_node(data: Path, model: Path, stream: Path, frames: int, threshold: float) -> None:
     """Publish `frames` validation views as camera streams, run the node, print what it detected."""
     from mtl_grasp.data.reader import discover_views, select_split
     from mtl_grasp.ros.demo import format_frame, replay_and_detect
@@ -80,7 +85,9 @@ def _replay_through_node(data: Path, model: Path, stream: Path, frames: int) -> 
         if not (stream / scene).exists():
             shutil.copytree(data / scene, stream / scene)
     t0 = time.perf_counter()
-    detected = replay_and_detect(stream, model, max_frames=frames, providers=("cpu",))
+    detected = replay_and_detect(
+        stream, model, max_frames=frames, providers=("cpu",), score_threshold=threshold
+    )
     for k, frame in enumerate(detected):
         print(format_frame(frame, k))
     print(f"  ({len(detected)} frame(s) through the node in {time.perf_counter() - t0:.1f} s)")
@@ -112,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
           "--out", str(out / "metrics_onnx.json")])
 
     print("\n== 5/5 ROS 2: replay validation frames -> perception node -> listener (real DDS) ==")
-    _replay_through_node(data, model, out / "val_stream", args.frames)
+    _replay_through_node(data, model, out / "val_stream", args.frames, args.score_threshold)
 
     print("\n== summary ==")
     untrained = _untrained_line(RunDir(run_dir).eval_csv)
