@@ -70,8 +70,9 @@ def _add(report: GenerationReport, r: dict) -> None:
     report.scene_dirs.append(r["dir"])
     for k, v in r["timings"].items():
         report.timings[k] += v
-    for reason in r["reasons"]:
-        log.warning(reason)
+    if report.workers > 1:  # quiet workers: the parent logs (one worker logged it in this process)
+        for reason in r["reasons"]:
+            log.warning(reason)
     report.reasons += r["reasons"]
     report.objects += r["objects"]
     report.removed += r["removed"]
