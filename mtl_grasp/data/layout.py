@@ -32,6 +32,7 @@ __all__ = [
     "CAMERA_GLOB",
     "CATEGORIES_FILE",
     "DEPTH_KEY",
+    "NPZ_GLOB",
     "INSTANCES_KEY",
     "REAL_AMODAL_KEY",
     "SCENE_FORMAT",
@@ -54,6 +55,7 @@ REAL_AMODAL_KEY = "amodal_bitmaps_full_size_instances"  # <v>_amodal.npz, [N, 2,
 SPLITS_FILE = "splits.json"
 CATEGORIES_FILE = "categories.json"
 CAMERA_GLOB = "*_camera_params.json"
+NPZ_GLOB = "*.npz"  # views and their companions; view_index() tells them apart
 SCENE_PREFIX = "scene"
 SCENE_FORMAT = "mtl_grasp.scene/1"  # the "format" field of <v>_scene.json
 _VIEW_NPZ = re.compile(r"^(\d+)\.npz$")

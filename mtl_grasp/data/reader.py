@@ -167,7 +167,7 @@ def discover_views(root: str | Path, require_amodal: bool = False) -> list[ViewR
     if not root.is_dir():
         raise DataError(f"root: dataset folder {root} does not exist or is not a folder")
     found = []
-    for npz in root.rglob("*.npz"):
+    for npz in root.rglob(layout.NPZ_GLOB):
         v = layout.view_index(npz.name)
         if v is None:
             continue  # 3_amodal.npz, 3_grasps.npz, <v>_mats.npz ... are companions, not views
