@@ -354,13 +354,13 @@ def _read_amodal(ref: ViewRef, arrays: dict, h: int, w: int) -> tuple[np.ndarray
             raise DataError(f"{ref.amodal_path}: {key} has shape {real.shape}, expected [N, 2, H, W]")
         amodal, src = (real[:, 0] != 0) | (real[:, 1] != 0), ref.amodal_path  # visible | occluded part
     else:
-        key = next((k for k in layout.AMODAL_KEYS if k in arrays), None)
-        if key is None:
+        found = next((k for k in layout.AMODAL_KEYS if k in arrays), None)
+        if found is None:
             raise DataError(
                 f"{ref.npz_path}: no amodal masks: neither {' / '.join(layout.AMODAL_KEYS)} in the npz nor "
                 f"a {ref.view}_amodal.npz beside it (use require_amodal=True to skip such views)"
             )
-        amodal, src = arrays[key] != 0, ref.npz_path
+        amodal, src = arrays[found] != 0, ref.npz_path
     if amodal.ndim != 3:
         raise DataError(f"{src}: amodal masks have shape {amodal.shape}, expected [N, H, W]")
     _check_shape(src, "amodal masks", amodal.shape[1:], (h, w))

@@ -47,7 +47,7 @@ def write_view(scene_dir: Path, view: int, data: ViewData) -> None:
     if not ok:  # pragma: no cover - opencv only fails here on exotic builds
         raise RuntimeError(f"opencv could not encode {files.rgb}")
     files.rgb.write_bytes(png.tobytes())
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         layout.DEPTH_KEY: data.depth_cm.astype(np.float32),
         layout.INSTANCES_KEY: data.instances.astype(np.uint16),
         layout.SEMANTIC_KEY: data.semantic.astype(np.uint16),

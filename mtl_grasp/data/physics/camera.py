@@ -20,6 +20,7 @@ Nothing here imports pybullet: the matrices are plain numpy, so any renderer (or
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,8 +107,9 @@ def look_at(eye, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
 
 
 def hemisphere_poses(
-    target, distances: np.ndarray, polar_deg: np.ndarray, azimuth_deg: np.ndarray, roll_deg: np.ndarray
-) -> list[np.ndarray]:
+    target, distances: Sequence[float], polar_deg: Sequence[float], azimuth_deg: Sequence[float],
+    roll_deg: Sequence[float],
+) -> list[np.ndarray]:  # fmt: skip
     """Cameras on a hemisphere above ``target``, each looking at it.
 
     View k sits at ``distances[k]`` from ``target``, ``polar_deg[k]`` away from the vertical (0 = straight

@@ -131,7 +131,8 @@ def generate_physics_dataset(
     _check_int("seed", seed, 0)
     _check_int("first_scene", first_scene, 0)
     workers = default_workers() if workers is None else _check_int("workers", workers, 1)
-    settings = (settings or SceneSettings(image_size=image_size, views=views, objects=tuple(objects))).check()
+    lo, hi = objects
+    settings = (settings or SceneSettings(image_size=image_size, views=views, objects=(lo, hi))).check()
     pybullet()  # fail here, with the install hint, rather than in every worker
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

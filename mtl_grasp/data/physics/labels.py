@@ -60,7 +60,7 @@ def object_windows(pile: Pile, intr: Intrinsics, pose: np.ndarray) -> list[tuple
     when it is outside the image), the depth (m) of its farthest point and, inside the window, a bool
     mask that contains its silhouette (every pixel touched by the projected convex hull of its enclosing
     points; None when a point is behind the camera)."""
-    out = []
+    out: list[tuple | None] = []
     for it in pile.items:
         uvz = project_points(geometry_points(pile.client, it, enclosing=True), intr, pose)
         z_far = float(uvz[:, 2].max())

@@ -66,11 +66,12 @@ class BinSpec:
     def draw(cls, rng: np.random.Generator) -> BinSpec:
         colours = [(0.16, 0.3, 0.6), (0.45, 0.45, 0.47), (0.12, 0.12, 0.13), (0.2, 0.42, 0.28),
                    (0.62, 0.5, 0.33), (0.7, 0.25, 0.15), (0.75, 0.75, 0.72)]  # fmt: skip
-        base = np.asarray(colours[int(rng.integers(len(colours)))]) * rng.uniform(0.85, 1.15, 3)
+        pick = np.asarray(colours[int(rng.integers(len(colours)))])
+        base = np.clip(pick * rng.uniform(0.85, 1.15, 3), 0, 1)
         return cls(
             length=float(rng.uniform(0.40, 0.60)), width=float(rng.uniform(0.30, 0.42)),
             height=float(rng.uniform(0.10, 0.20)), wall=float(rng.uniform(0.012, 0.025)),
-            colour=tuple(float(c) for c in np.clip(base, 0, 1)),
+            colour=(float(base[0]), float(base[1]), float(base[2])),
             table_colour=random_colour(rng, saturation=(0.0, 0.3), value=(0.35, 0.8)),
         )  # fmt: skip
 
@@ -285,7 +286,9 @@ def mesh_vertices(urdf: str) -> np.ndarray:
     OBJ file) in its link frame at ``globalScaling`` 1 (URDF mesh scale and visual origin applied)."""
     path = Path(pybullet_data_path()) / urdf
     visual = ET.parse(path).getroot().find("link/visual")
-    mesh = visual.find("geometry/mesh")
+    mesh = visual.find("geometry/mesh") if visual is not None else None
+    if visual is None or mesh is None or not mesh.get("filename"):
+        raise ValueError(f"{path}: expected a link with a visual mesh")
     scale = np.array([float(x) for x in mesh.get("scale", "1 1 1").split()])
     origin = visual.find("origin")
     xyz = np.array(
@@ -293,7 +296,7 @@ def mesh_vertices(urdf: str) -> np.ndarray:
     )
     rpy = [float(x) for x in (origin.get("rpy", "0 0 0") if origin is not None else "0 0 0").split()]
     rot = np.asarray(pybullet().getMatrixFromQuaternion(pybullet().getQuaternionFromEuler(rpy))).reshape(3, 3)
-    lines = (path.parent / mesh.get("filename")).read_text().splitlines()
+    lines = (path.parent / str(mesh.get("filename"))).read_text().splitlines()
     verts = np.array([[float(x) for x in ln.split()[1:4]] for ln in lines if ln.startswith("v ")])
     return (verts * scale) @ rot.T + xyz
 
