@@ -362,12 +362,16 @@ def test_impossible_arguments_name_the_argument(tmp_path, kwargs, name):
         generate_physics_dataset(tmp_path, **args)
 
 
-def test_missing_pybullet_names_the_extra(monkeypatch, tmp_path):
+def test_missing_pybullet_names_the_extra(monkeypatch, tmp_path, capsys):
     engine.pybullet.cache_clear()
     monkeypatch.setitem(sys.modules, "pybullet", None)
     try:
         with pytest.raises(engine.MissingPybullet, match=r"\[data\]"):
             generate_physics_dataset(tmp_path, 1)
+        from training.cli import main as cli
+
+        assert cli(["synth", "--out", str(tmp_path / "x"), "--scenes", "1"]) == 2
+        assert "install the data extra" in capsys.readouterr().err
     finally:
         engine.pybullet.cache_clear()
 

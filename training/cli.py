@@ -75,6 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args._module.run(args) or 0)
+    except ImportError as exc:
+        if not getattr(exc, "install_hint", False):
+            raise  # a genuine import bug keeps its traceback
+        print(f"error: {exc}", file=sys.stderr)  # an optional extra is missing: say which one
+        return 2
     except (ValueError, FileNotFoundError, KeyError) as exc:
         # Bad input: a one-line message naming the problem, no stack trace (a KeyError's str() would
         # wrap the message in quotes).

@@ -20,7 +20,9 @@ INSTALL_HINT = (
 
 
 class MissingPybullet(ImportError):  # noqa: N818 - reads as the condition, like ModuleNotFoundError
-    """pybullet is not installed; the message says how to install it."""
+    """pybullet is not installed; the message says how to install it (the CLI prints it as one line)."""
+
+    install_hint = True
 
 
 @functools.cache
