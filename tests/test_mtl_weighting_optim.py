@@ -116,10 +116,10 @@ def test_adatask_shared_update_is_the_sum_of_independent_adams(weight_decay: flo
     torch.testing.assert_close(_flat(model.parameters()), _flat(ref.parameters()), rtol=1e-12, atol=1e-13)
 
 
-def _train(method_name: str, spec: OptimizerSpec, scales, steps: int = 3, params: str = "all"):
+def _train(method_name: str, spec: OptimizerSpec, scales, steps: int = 3, params: str = "all", **hp):
     torch.manual_seed(0)
     model = TinyMTL(3)
-    method = build(method_name, 3)
+    method = build(method_name, 3, **hp)
     opt = method.configure_optimizer(model.shared_parameters(), model.task_parameters(), spec)
     if opt is None:
         chosen = model.task_parameters() if params == "heads" else list(model.parameters())
@@ -169,20 +169,20 @@ def test_optimizer_methods_refuse_to_run_without_their_optimizer() -> None:
 @pytest.mark.parametrize(
     "hp", [{}, {"group_size": 2}, {"moments": "shared"}, {"group_size": 2, "moments": "shared"}]
 )
-def test_mtl_io_with_plain_sgd_equals_one_ew_sgd_step(hp: dict) -> None:
+def test_mtl_io_stale_with_plain_sgd_equals_one_ew_sgd_step(hp: dict) -> None:
     spec = OptimizerSpec("sgd", lr=0.05, momentum=0.0)
     torch.manual_seed(0)
     a = _train("ew", spec, None, steps=1)
     torch.manual_seed(0)
     model = TinyMTL(3)
-    method = build("mtl_io", 3, **hp)
+    method = build("mtl_io", 3, mode="stale", **hp)
     opt = make_optimizer(method, model, spec)
     train_step(method, model, opt, 0, epoch=0)
     torch.testing.assert_close(_flat(model.parameters()), _flat(a.parameters()), rtol=0, atol=1e-15)
 
 
 def test_mtl_io_groups_are_a_random_partition_from_the_global_rng() -> None:
-    m = build("mtl_io", 5, group_size=2)
+    m = build("mtl_io", 5, group_size=2, mode="stale")
     torch.manual_seed(4)
     groups = m.groups()
     torch.manual_seed(4)
@@ -190,15 +190,15 @@ def test_mtl_io_groups_are_a_random_partition_from_the_global_rng() -> None:
     assert groups == [order[0:2], order[2:4], order[4:5]]
 
 
-def test_mtl_io_adam_with_task_moments_equals_adatask() -> None:
+def test_mtl_io_stale_adam_with_task_moments_equals_adatask() -> None:
     """Stale gradients + per-task moments: the sub-steps commute, so MTL-IO(Adam) = AdaTask."""
     a = _train("adatask", ADAM, None)
-    b = _train("mtl_io", ADAM, None)
+    b = _train("mtl_io", ADAM, None, mode="stale")
     torch.testing.assert_close(_flat(a.parameters()), _flat(b.parameters()), rtol=1e-12, atol=1e-14)
     # with one shared moment buffer the sub-steps interact, so the result differs
     torch.manual_seed(0)
     model = TinyMTL(3)
-    method = build("mtl_io", 3, moments="shared")
+    method = build("mtl_io", 3, moments="shared", mode="stale")
     opt = make_optimizer(method, model, ADAM)
     for step in range(3):
         train_step(method, model, opt, step, epoch=0)
@@ -207,19 +207,19 @@ def test_mtl_io_adam_with_task_moments_equals_adatask() -> None:
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_mtl_io_stale_variant_is_ew_or_adatask(momentum: float, capsys) -> None:
-    """What `mtl_io` is: EW under SGD (any momentum) and AdaTask under Adam, over 10 steps; only
-    signsgd makes it differ from EW. `python -m training methods mtl_io` says so."""
+    """What `mtl_io mode=stale` is: EW under SGD (any momentum) and AdaTask under Adam, over 10 steps;
+    only signsgd makes it differ from EW. `python -m training methods mtl_io` says so."""
     sgd = OptimizerSpec("sgd", lr=0.05, momentum=momentum)
     ew = _train("ew", sgd, None, steps=10)
-    io = _train("mtl_io", sgd, None, steps=10)
+    io = _train("mtl_io", sgd, None, steps=10, mode="stale")
     torch.testing.assert_close(_flat(io.parameters()), _flat(ew.parameters()), rtol=0, atol=1e-13)
     adam = OptimizerSpec("adam", lr=0.01)
     torch.testing.assert_close(
-        _flat(_train("mtl_io", adam, None, steps=10).parameters()),
+        _flat(_train("mtl_io", adam, None, steps=10, mode="stale").parameters()),
         _flat(_train("adatask", adam, None, steps=10).parameters()), rtol=0, atol=1e-13,
     )
     sign = OptimizerSpec("signsgd", lr=0.01, momentum=momentum)
-    diff = _flat(_train("mtl_io", sign, None, steps=3).parameters()) - _flat(
+    diff = _flat(_train("mtl_io", sign, None, steps=3, mode="stale").parameters()) - _flat(
         _train("ew", sign, None, steps=3).parameters()
     )
     assert float(diff.abs().max()) > 1e-3  # Σ_i sign(g_i) is not sign(Σ_i g_i)
@@ -230,13 +230,16 @@ def test_mtl_io_stale_variant_is_ew_or_adatask(momentum: float, capsys) -> None:
     assert "it IS EW" in text and "IS adatask" in text and "Stale-gradient variant" in text
 
 
+@pytest.mark.parametrize("mode", ["stale", "alternate"])
 @pytest.mark.parametrize("rule", ["sgd", "adam", "signsgd"])
-def test_per_task_optimizer_with_shared_moments_and_one_task_matches_the_plain_optimizer(rule: str) -> None:
+def test_per_task_optimizer_with_shared_moments_and_one_task_matches_the_plain_optimizer(
+    rule: str, mode: str
+) -> None:
     spec = OptimizerSpec(rule, lr=0.01, momentum=0.9, weight_decay=0.01)
     torch.manual_seed(0)
     model = TinyMTL(1)
     ref = copy.deepcopy(model)
-    method = build("mtl_io", 1, moments="shared")
+    method = build("mtl_io", 1, moments="shared", mode=mode)
     opt = make_optimizer(method, model, spec)
     ref_opt = build_optimizer(spec, list(ref.parameters()))
     ew = build("ew", 1)

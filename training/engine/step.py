@@ -6,13 +6,19 @@
     metrics = hook.on_gradients(state.ctx)          # hooks that read per-task gradients (diagnostics),
                                                     # before the method, so they are computed once
     report = step.backward(state)                   # method.backward(ctx), under the per-step RNG
-    result = step.update(state, report)             # all finite? (clip) optimizer.step(); after_step
+    result = step.update(state, report)             # all finite? (clip) optimizer.step(); sub-steps;
+                                                    # after_step
     result = step(batch, k, e, hooks)               # all of the above
 
 The trainer, every benchmark (`python -m training bench methods|diagnostics`) and the method contract
 tests run this object, so a test failure means training is broken and a benchmark times what trains.
 A non-finite loss or gradient never reaches the optimiser: the step is skipped and the result names the
-offending losses/parameters. Nothing here depends on which method or model family runs.
+offending losses/parameters. Nothing here depends on which method or model family runs; what a method
+needs from the step it says in its `StepReport` (values): `shared_max_norm` (clip the shared gradient
+once it is final, e.g. Nash-MTL at the feature level) and `substeps` (an alternation: fresh forwards
+of the same batch between optimiser sub-steps, MTL-IO). The forward records the random generators'
+state (`RNGState`): the re-evaluation `ctx.reevaluate()` (FAMO) and the sub-step forwards replay it,
+so a detector draws the same anchor/ROI samples, and leave the training stream as it was.
 """
 
 from __future__ import annotations
@@ -50,15 +56,44 @@ class StepResult:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class RNGState:
+    """torch's CPU generator and the step device's CUDA generator as they were before a forward pass.
+
+    The detector's samplers (anchors, ROIs) draw from these generators, so replaying them makes a
+    second forward of the same batch draw the same samples.
+    """
+
+    cpu: Tensor
+    cuda: Tensor | None
+    device: torch.device
+
+    @classmethod
+    def capture(cls, device: torch.device) -> RNGState:
+        cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        return cls(torch.get_rng_state(), cuda, device)
+
+    @contextlib.contextmanager
+    def replay(self) -> Iterator[None]:
+        """Inside: the generators as captured. Afterwards: as they were on entry (the training stream
+        continues as if the block had not run)."""
+        with torch.random.fork_rng(devices=_rng_devices(self.device)):
+            torch.set_rng_state(self.cpu)
+            if self.cuda is not None:
+                torch.cuda.set_rng_state(self.cuda, self.device)
+            yield
+
+
 @dataclass
 class StepState:
-    """One step between its forward pass and its optimiser update."""
+    """One step between its forward pass and its optimiser update (`rng`: the generators before it)."""
 
     batch: Any
     step: int
     epoch: int
     ctx: StepContext
     result: StepResult
+    rng: RNGState | None = None
 
 
 class GradientHook(Protocol):
@@ -135,6 +170,7 @@ class TrainStep:
         """Zero the gradients, run the model and build this step's StepContext."""
         batch = batch.to(self.device)
         self.zero_grad()
+        rng = RNGState.capture(self.device)
         Z, leaves, named = self.losses(batch)
         # one scalar per task, unstacked: per-task gradients then skip the stack's backward
         task_losses = self.task_spec.task_losses(named)
@@ -147,9 +183,10 @@ class TrainStep:
         )
 
         def reevaluate() -> Tensor:
-            # same batch, no graph; fork the RNG so a method that looks again does not shift the
-            # training RNG stream (detector samplers draw from it)
-            with torch.no_grad(), torch.random.fork_rng(devices=_rng_devices(self.device)):
+            # same batch and the same random draws (anchor / ROI samples) as this forward, no graph:
+            # at unchanged parameters it returns exactly these losses, so a method that looks again
+            # (FAMO) measures the parameter change, not sampling noise; the training stream is untouched
+            with torch.no_grad(), rng.replay():
                 again = self.task_spec.stack(self.losses(batch)[2])
             return D.mean_over_ranks(again) if self.dist.enabled else again
 
@@ -158,7 +195,7 @@ class TrainStep:
             task_params=self.task_params, step=step, epoch=epoch, reevaluate=reevaluate,
             batched_vjp=self.batched_vjp, task_names=self.task_spec.names,
         )  # fmt: skip
-        return StepState(batch, step, epoch, ctx, result)
+        return StepState(batch, step, epoch, ctx, result, rng)
 
     @contextlib.contextmanager
     def method_rng(self, step: int) -> Iterator[None]:
@@ -178,22 +215,62 @@ class TrainStep:
             return self.method.backward(state.ctx)
 
     def update(self, state: StepState, report: StepReport) -> StepResult:
-        """Average over ranks, refuse non-finite gradients, clip, step the optimiser, post-step update."""
+        """Average over ranks, refuse non-finite gradients, clip, step the optimiser (then the method's
+        further sub-steps, if it asked for them), post-step update."""
         result = state.result
-        if self.dist.enabled:
-            D.average_gradients(self.all_params)
-        bad = [n for n, p in self._named_params() if p.grad is not None and not torch.isfinite(p.grad).all()]
-        if D.any_rank(bool(bad), self.device):
-            return self.skip(result, f"non-finite gradients in {bad[:5]}; losses: {result.named_losses}")
-        if self.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.all_params, self.grad_clip)
-        self.optimizer.step()
+        extras = {k: float(v) for k, v in report.extras.items()}
+        skipped = self._optimizer_step(report, extras)
+        if skipped:
+            return self.skip(result, f"{skipped}; losses: {result.named_losses}")
+        for j in range(1, report.substeps):
+            skipped = self._substep(state, j)
+            if skipped:
+                why = f"sub-step {j} of {report.substeps} ({j} already applied): {skipped}"
+                return self.skip(result, f"{why}; losses: {result.named_losses}")
         if self.method.needs_post_step:
             self.method.after_step(state.ctx)
         if report.weights is not None:
             result.weights = [float(w) for w in report.weights.detach().float()]
-        result.extras = {k: float(v) for k, v in report.extras.items()}
+        result.extras = extras
         return result
+
+    def _optimizer_step(self, report: StepReport, extras: dict[str, float]) -> str:
+        """Average over ranks, refuse non-finite gradients, the method's shared clip (which scales
+        `report.weights` by its factor), the run's clip, `optimizer.step()`. Returns why the step was
+        refused, or ""."""
+        if self.dist.enabled:
+            D.average_gradients(self.all_params)
+        bad = [n for n, p in self._named_params() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        if D.any_rank(bool(bad), self.device):
+            return f"non-finite gradients in {bad[:5]}"
+        if report.shared_max_norm > 0:
+            # the shared gradient is final only now (after the backbone backward and the rank average)
+            norm = float(torch.nn.utils.clip_grad_norm_(self.shared, report.shared_max_norm))
+            extras["shared_grad_norm"] = norm
+            factor = min(1.0, report.shared_max_norm / (norm + 1e-6))  # clip_grad_norm_'s coefficient
+            if report.weights is not None:
+                report.weights = report.weights * factor  # the effective weights of the shared update
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.all_params, self.grad_clip)
+        self.optimizer.step()
+        return ""
+
+    def _substep(self, state: StepState, index: int) -> str:
+        """Sub-step `index` of an alternating method: a fresh forward of the step's batch at the current
+        parameters with the step's random draws replayed, the method's sub-step backward, an optimiser
+        step. Returns why it was refused, or ""."""
+        assert state.rng is not None, "StepState.rng: the forward records it"
+        with state.rng.replay():
+            sub = self.forward(state.batch, state.step, state.epoch)
+        bad = sorted(k for k, v in sub.result.named_losses.items() if not math.isfinite(v))
+        if bad:
+            return f"non-finite losses {bad}"
+        try:
+            report = self.method.backward_substep(sub.ctx, index)
+        except NonFiniteError as exc:
+            sub.ctx.release()
+            return str(exc)
+        return self._optimizer_step(report, {})
 
     def __call__(
         self, batch: Batch, step: int, epoch: int, hooks: Sequence[GradientHook] = ()

@@ -70,10 +70,19 @@ class StepReport:
 
     weights: effective task weights `[T]` where the update is a combination Σ w_i g_i (None otherwise).
     extras: scalar method internals worth logging (e.g. a solver's iterations, the MGDA min-norm).
+    shared_max_norm: > 0 asks the step to clip the shared parameters' final gradient to this norm once
+        it is final (after the cross-rank average), before the optimiser step; the step scales
+        `weights` by the same factor and logs the norm before clipping as `shared_grad_norm`
+        (Nash-MTL at the feature level, whose shared gradient exists only after the backbone backward).
+    substeps: > 1 asks the step for an alternation: after the optimiser step it runs a fresh forward of
+        the same batch (the step's random draws replayed), `method.backward_substep(ctx, j)` and an
+        optimiser step, for j = 1 .. substeps − 1 (MTL-IO's exact alternation).
     """
 
     weights: Tensor | None = None
     extras: dict[str, float] = field(default_factory=dict)
+    shared_max_norm: float = 0.0
+    substeps: int = 1
 
 
 class MTLMethod(torch.nn.Module):
@@ -121,6 +130,11 @@ class MTLMethod(torch.nn.Module):
 
     def after_step(self, ctx: StepContext) -> None:
         """Called after the optimiser step when `needs_post_step` is set."""
+
+    def backward_substep(self, ctx: StepContext, index: int) -> StepReport:
+        """Sub-step `index` >= 1 of a step whose `backward` reported `substeps` > 1: write `.grad` from
+        `ctx`, a fresh forward at the parameters the previous sub-step produced (see `StepReport`)."""
+        raise NotImplementedError(f"{self.name}: reported substeps > 1 but has no backward_substep")
 
     def schedule_warnings(self, total_steps: int, steps_per_epoch: int) -> list[str]:
         """Warnings about the run's length for this method (e.g. DWA's warm-up outlasting the run).
@@ -226,21 +240,35 @@ class GradientCombination(MTLMethod):
         if not G.is_floating_point():
             raise ValueError(f"{self.name}: G must be floating point, got dtype {G.dtype}")
 
-    def head_weights(self) -> Tensor | None:
-        """Weights of the task losses for the head parameters; None = raw sum (convention (a))."""
+    def head_weights(self, combination: Combination) -> Tensor | None:
+        """Weights `[T]` of the task losses for the head parameters, given this step's combination (α
+        is known only after combining); None = the raw sum Σ_i ∇_{θ_h} L_i (convention (a))."""
         return None
 
     def backward(self, ctx: StepContext) -> StepReport:
         ctx.check_losses_finite()
-        hw = self.head_weights()
         if self.level is Level.PARAMETER:
             result = self.combine(working_precision(ctx.param_grads()))
-            ctx.backward_shared_direction(result.direction, head_weights=hw)
+            ctx.backward_shared_direction(result.direction, head_weights=self.head_weights(result))
         else:
             result = self.combine_features(working_precision(ctx.feature_grads()), ctx)
-            ctx.backward_feature_direction(result.direction, head_weights=hw)
+            ctx.backward_feature_direction(result.direction, head_weights=self.head_weights(result))
         w = result.weights
         return StepReport(weights=None if w is None else w.detach().float(), extras=dict(result.extras))
+
+
+#: what a combination's heads may receive (`heads` hyperparameter of MGDA and Nash-MTL, docs/mtl.md)
+HEAD_MODES = ("sum", "weighted")
+
+
+def check_head_mode(method: str, heads: str) -> str:
+    """`heads` if it is one of `HEAD_MODES`, else a ValueError naming the method and the argument."""
+    if heads not in HEAD_MODES:
+        raise ValueError(
+            f"{method}: heads must be one of {HEAD_MODES} ('sum': Σ_i ∇L_i, convention (a); 'weighted': "
+            f"Σ_i α_i ∇L_i as the official code), got {heads!r}"
+        )
+    return heads
 
 
 class GramWeighting(GradientCombination):

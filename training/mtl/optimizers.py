@@ -245,3 +245,44 @@ class PerTaskOptimizer(torch.optim.Optimizer):
                 if p.grad is not None:
                     self._update(p, p.grad, self._state(p, 1), 0, group)
         return loss
+
+
+class AlternatingOptimizer(PerTaskOptimizer):
+    """MTL-IO's alternation: one update rule with moment slots on EVERY parameter, applied to `.grad`.
+
+    Protocol: before each `step()` the method calls `use_slot(s)`; the step then applies the rule of
+    `spec` to the `.grad` of every parameter with slot s (``moments="task"``: s = the sub-step's task,
+    so slot i of every parameter is task i's own optimiser; ``moments="shared"``: always slot 0).
+    Parameters without a `.grad` are left alone (the method zero-fills the ones its loss does not
+    reach). A `step()` without a new `use_slot` is an error, never a step with a stale slot.
+    """
+
+    def __init__(
+        self, params: Sequence[torch.nn.Parameter], spec: OptimizerSpec, num_tasks: int, moments: str = "task"
+    ) -> None:
+        super().__init__(params, [], spec, num_tasks, moments=moments)
+        self._slot: int | None = None
+
+    def use_slot(self, slot: int) -> None:
+        """The moment slot of the next `step()` (a task index; 0 with ``moments="shared"``)."""
+        if not 0 <= slot < self._slots():
+            raise ValueError(f"AlternatingOptimizer.use_slot: expected 0 <= slot < {self._slots()}, got {slot}")
+        self._slot = slot
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:  # noqa: D102 - torch.optim protocol
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if self._slot is None:
+            raise RuntimeError(
+                "AlternatingOptimizer.step: no slot; the method's backward / backward_substep must run "
+                "before every step"
+            )
+        slot, self._slot = self._slot, None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, p.grad, self._state(p, self._slots()), slot, group)
+        return loss

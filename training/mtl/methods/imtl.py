@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from training.mtl.base import GramWeighting, GramWeights, Level, LossWeighting, StepReport
+from training.mtl.base import Combination, GramWeighting, GramWeights, Level, LossWeighting, StepReport
 from training.mtl.context import StepContext
 from training.mtl.registry import register
 from training.mtl.solvers import RANK_EPS, normalized_gram
@@ -98,7 +98,7 @@ class IMTL(GramWeighting):
         alpha = imtl_g_weights(M * np.outer(scale, scale), RANK_EPS)  # Gram of the scaled gradients
         return GramWeights(alpha * scale)  # weights on the raw gradients
 
-    def head_weights(self) -> Tensor:
+    def head_weights(self, combination: Combination) -> Tensor:
         return self.s.detach().exp()
 
     def backward(self, ctx: StepContext) -> StepReport:

@@ -13,8 +13,13 @@ the official MinNormSolver uses 250 iterations).
 Solver: accelerated projected gradient on the normalised Gram matrix, then an exact KKT solve on the
 support (training/mtl/solvers.py); no cvxpy. Stateless.
 Scale: α ∈ Δ (Σα = 1, the official/LibMTL/torchjd convention), i.e. about 1/T of EW's G.sum(0) when
-gradients agree. Heads get the raw sum of their gradients (convention (a)); the official code weights
-heads by α instead.
+gradients agree.
+Heads (`heads`): "sum" (default) gives them the raw sum Σ_i ∇_{θ_h} L_i (convention (a): LibMTL,
+torchjd); "weighted" gives them Σ_i α_i ∇_{θ_h} L_i with this step's α (the weights reported, α·1/‖g_i‖
+under normalization="l2"), as the official code (isl-org/MultiObjectiveOptimization,
+`train_multi_task.py`: after solving for the scales it back-propagates Σ_t scale_t·L_t through the
+representation and every task's head). On AmodalRCNN most heads serve several tasks (docs/mtl.md), so
+the two differ in direction, not only in scale.
 Edge cases: a zero gradient row gets α = e_i and d = 0 (every task stalls: the published behaviour);
 all-zero G returns uniform α (d = 0 either way).
 Departures: the official solver clips the T=2 start to 0.001/0.999 and can stop early; ours converges
@@ -25,7 +30,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.mtl.base import GramWeighting, GramWeights, Level
+import torch
+from torch import Tensor
+
+from training.mtl.base import Combination, GramWeighting, GramWeights, Level, check_head_mode
 from training.mtl.registry import alias, register
 from training.mtl.solvers import min_norm_simplex, normalized_gram
 
@@ -48,8 +56,10 @@ class MGDA(GramWeighting):
         normalization: str = "none",
         max_iter: int = 250,
         tol: float = 1e-10,
+        heads: str = "sum",
     ) -> None:
         super().__init__(num_tasks, level)
+        self.heads = check_head_mode("mgda", heads)
         if normalization not in _NORMALIZATIONS:
             raise ValueError(f"mgda: normalization must be one of {_NORMALIZATIONS}, got {normalization!r}")
         if not isinstance(max_iter, int) or max_iter < 1:
@@ -57,6 +67,12 @@ class MGDA(GramWeighting):
         if not tol > 0:
             raise ValueError(f"mgda: tol must be > 0, got {tol!r}")
         self.normalization, self.max_iter, self.tol = normalization, max_iter, float(tol)
+
+    def head_weights(self, combination: Combination) -> Tensor | None:
+        """α (the reported weights) when `heads="weighted"`, else None (raw sum)."""
+        if self.heads == "sum" or combination.weights is None:
+            return None
+        return combination.weights.detach().to(torch.float64)
 
     def gram_weights(self, M: np.ndarray) -> GramWeights:
         scale = np.ones(M.shape[0])
