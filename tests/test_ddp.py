@@ -4,7 +4,9 @@ A tiny two-level network with per-image mean losses stands in for the detector (
 samplers draw different random samples per process, so its losses are not per-image decomposable).
 It exercises the same trainer, step and distributed plumbing: loss-weighting methods (global loss
 values), parameter-level combination (G averaged over ranks) and feature-level combination (G_Z
-gathered, each rank back-propagating its slice).
+gathered, each rank back-propagating its slice). The diagnostics hook runs too (every measure, strict):
+FD, GDS/GMS/CR and the inter-task measures equal the single process's; inter-sample pairs are those
+within a rank (issue 13, defect 8: FD and inter-sample used to crash under DDP).
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from training.config import config_from_dict
+from training.diagnostics.hook import DiagnosticsHook
+from training.diagnostics.inter_sample import (
+    InterSimilarity,
+    inter_similarity_sums,
+    per_sample_param_grads,
+    per_sample_view,
+)
 from training.engine.assembly import build_run, build_trainer
 from training.engine.hooks import Hook
 
@@ -124,6 +133,48 @@ def run_case(name: str, level: str, run_dir: str) -> tuple[torch.Tensor, torch.T
     return params, torch.tensor(rec.losses)
 
 
+DIAGNOSTICS = {"every": 1, "levels": ["parameter", "feature"], "inter_sample": True,
+               "inter_sample_levels": ["parameter", "feature"], "strict": True}  # fmt: skip
+
+
+class Metrics(Hook):
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def after_step(self, loop, result) -> None:
+        assert not result.skipped, result.reason
+        self.rows.append(dict(result.metrics))
+
+
+class WithinRankInterSample(Hook):
+    """Single process, global batch: the inter-sample measures with the pairs of each rank's half
+    (samples 0-1 and 2-3), from per-sample rows computed independently of the diagnostics hook."""
+
+    def on_gradients(self, ctx):
+        G_Z, feats = ctx.feature_grads(), list(ctx.features)
+        out = {}
+        for suffix, rows in (("", per_sample_param_grads(G_Z, feats, list(ctx.shared_params))),
+                             ("_feature", per_sample_view(G_Z, feats))):  # fmt: skip
+            half = GLOBAL_BATCH // 2
+            sums = inter_similarity_sums(rows[:, :half]) + inter_similarity_sums(rows[:, half:])
+            out.update(InterSimilarity.from_sums(sums).as_dict(prefix="expected/", suffix=suffix))
+        return out
+
+
+def run_diagnostics(run_dir: str, reference: bool = False) -> list[dict[str, float]]:
+    """3 EW steps with every diagnostic on every step; the metrics of each step."""
+    cfg = config_from_dict({
+        "seed": 5, "run_dir": run_dir, "data": {"num_workers": 0}, "optim": {"lr": 0.05},
+        "schedule": {"warmup_steps": 0, "warmup_factor": 1.0}, "mtl": {"name": "ew"},
+        "train": {"steps": STEPS, "batch_size": GLOBAL_BATCH, "device": "cpu", "progress": False},
+        "diagnostics": DIAGNOSTICS,
+    })  # fmt: skip
+    rec = Metrics()
+    hooks = [DiagnosticsHook(cfg.diagnostics), *([WithinRankInterSample()] if reference else []), rec]
+    build_trainer(build_run(cfg, torch.device("cpu"), TinyFamily(), hooks=hooks, evaluate=False)).fit()
+    return rec.rows
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -136,6 +187,7 @@ def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         results = {f"{n}-{lv}": run_case(n, lv, os.path.join(out_dir, f"run{rank}")) for n, lv in CASES}
+        results["diagnostics"] = run_diagnostics(os.path.join(out_dir, f"diag{rank}"))
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
         dist.barrier()  # neither rank tears the group down while the other still talks to it
     finally:
@@ -163,3 +215,20 @@ def test_two_processes_match_one_process_on_the_global_batch(two_process_results
     assert (p0 - init).abs().max() > 1e-3
 
 
+
+
+def test_diagnostics_under_two_processes_pool_the_global_batch(two_process_results, tmp_path) -> None:
+    rank0, rank1 = (r["diagnostics"] for r in two_process_results)
+    assert rank0 == rank1, "every rank must log the same diagnostics"
+    single = run_diagnostics(str(tmp_path), reference=True)
+    keys = config_from_dict({"diagnostics": DIAGNOSTICS}).diagnostics.keys()
+    assert len(rank0) == len(single) == STEPS
+    for step, (ddp, one) in enumerate(zip(rank0, single)):
+        assert sorted(ddp) == sorted(keys), f"step {step}: missing {sorted(set(keys) - set(ddp))}"
+        for key in keys:
+            # inter-sample pairs are the pairs within a rank; everything else is the global batch's value
+            want = one[key.replace("diag/", "expected/")] if "inter_sample" in key else one[key]
+            assert ddp[key] == pytest.approx(want, rel=1e-5, abs=1e-7), (step, key, ddp[key], want)
+    assert any(abs(rank0[0][k] - single[0][k]) > 1e-3 for k in keys if "inter_sample" in k), (
+        "the within-rank inter-sample pairs should differ from the global batch's on this data"
+    )

@@ -221,3 +221,34 @@ def test_config_schedule_validation_and_empty_cases(batch: torch.Tensor) -> None
     ]:
         with pytest.raises(ValueError, match=word):
             DiagnosticsConfig.from_dict(bad)
+
+
+def test_a_failing_measure_is_warned_once_left_out_and_training_continues() -> None:
+    """A diagnostic that raises (here FD with a neighbourhood axis the features do not have) must not
+    stop training: its keys are left out of the row, one DiagnosticsWarning names the reason, the other
+    measures and the update go on. `strict=True` raises instead (issue 13, defect 8)."""
+    from test_mtl_contract import SPEC, TinyBatch, TinyMTL, batch, make_optimizer, make_step
+    from training.diagnostics.hook import DiagnosticsHook, DiagnosticsWarning
+
+    cfg = DiagnosticsConfig(every=1, fd_window=3, fd_axis=5, levels=("parameter",))
+    torch.manual_seed(0)
+    model = TinyMTL(T)
+    before = [p.detach().clone() for p in model.parameters()]
+    method = build("ew", T)
+    step = make_step(method, model, make_optimizer(method, model, SPEC))
+    hook = DiagnosticsHook(cfg)
+    with pytest.warns(DiagnosticsWarning) as caught:
+        results = [step(TinyBatch(*batch(T, k)), k, 0, [hook]) for k in range(3)]
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    message = str(caught[0].message)
+    assert "fd failed at step 0" in message and "axis" in message and "training continues" in message
+    for r in results:
+        assert not r.skipped, r.reason
+        assert "diag/fd" not in r.metrics
+        assert set(r.metrics) == {"diag/gds_param", "diag/gms_param", "diag/cr_param"}
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    strict = DiagnosticsHook(DiagnosticsConfig(every=1, fd_window=3, fd_axis=5, strict=True))
+    with pytest.raises(ValueError, match="axis"):
+        step(TinyBatch(*batch(T, 3)), 3, 0, [strict])
+    with pytest.raises(ValueError, match="strict"):
+        DiagnosticsConfig(strict="yes")  # type: ignore[arg-type]

@@ -22,6 +22,9 @@ class DiagnosticsConfig:
     inter_sample: inter-task vs inter-sample similarity of per-sample gradients, at each of
         `inter_sample_levels`: "parameter" (w.r.t. the shared parameters, the study's definition;
         T·B backbone VJPs) and/or "feature" (w.r.t. Z, cheap; logged with a `_feature` suffix).
+    strict: False (default): a measure that fails is warned about once and left out of the row, and
+        training continues; True: the error stops the run (the test suite is strict through a
+        warnings filter in pyproject.toml).
     """
 
     every: int = 10
@@ -38,6 +41,7 @@ class DiagnosticsConfig:
     fd_eps: float = 0.0
     inter_sample: bool = False
     inter_sample_levels: tuple[str, ...] = ("parameter",)
+    strict: bool = False
 
     def __post_init__(self) -> None:
         # YAML gives lists; keep the dataclass hashable/comparable with tuples
@@ -68,6 +72,8 @@ class DiagnosticsConfig:
             raise ValueError(f"diagnostics.fd_padding: expected one of {PADDINGS}, got {self.fd_padding!r}")
         if not self.fd_temperature >= 0:
             raise ValueError(f"diagnostics.fd_temperature: expected >= 0, got {self.fd_temperature!r}")
+        if not isinstance(self.strict, bool):
+            raise ValueError(f"diagnostics.strict: expected true or false, got {self.strict!r}")
         if not self.fd_eps >= 0:
             raise ValueError(f"diagnostics.fd_eps: expected >= 0 (authors' code: 1e-7), got {self.fd_eps!r}")
 

@@ -173,6 +173,34 @@ def feature_disentanglement(
     "replicate". normalized: divide by log T. temperature: 0 = L1 normalisation, > 0 = softmax(s / T°).
     eps: stabiliser of the authors' code (1e-7 there; with zero="count" their FD exactly), 0 = none.
     Returns NaN when every location is skipped.
+    """
+    total, count, T = feature_disentanglement_sums(
+        saliency, window, mode, axis, zero, padding, temperature, eps
+    )
+    return fd_from_sums(total, count, T, normalized)
+
+
+def fd_from_sums(total: float, count: float, num_tasks: int, normalized: bool = False) -> float:
+    """FD from `feature_disentanglement_sums` (summed over ranks under data parallelism: the mean
+    entropy over every rank's locations is then exactly the single-process FD of the global batch)."""
+    if count == 0:
+        return math.nan
+    fd = total / count
+    return fd / math.log(num_tasks) if normalized else fd
+
+
+def feature_disentanglement_sums(
+    saliency: Tensor | Sequence[Tensor],
+    window: int = 1,
+    mode: str = "box",
+    axis: int | Sequence[int] = -1,
+    zero: str = "skip",
+    padding: str = "truncate",
+    temperature: float = 0.0,
+    eps: float = 0.0,
+) -> tuple[float, int, int]:
+    """(Σ_j H_j over the counted locations, number of counted locations, T): FD's numerator and
+    denominator (arguments as `feature_disentanglement`), so that parts of a batch can be pooled.
     Long for a reason: one check per option with its own message, then one pass over the tensors.
     """
     tensors = [saliency] if isinstance(saliency, Tensor) else list(saliency)
@@ -221,8 +249,5 @@ def feature_disentanglement(
             h, c = _entropy_sum(s.detach(), window, mode, axes, zero, padding, temperature, eps)
         total += h
         count += c
-    if count == 0:
-        return math.nan
-    assert T is not None  # count > 0: at least one saliency tensor was read
-    fd = total / count
-    return fd / math.log(T) if normalized else fd
+    assert T is not None  # at least one saliency tensor was read
+    return total, count, T

@@ -55,12 +55,30 @@ class InterSimilarity:
     def as_dict(self, prefix: str = "diag/", suffix: str = "") -> dict[str, float]:
         return {f"{prefix}{k}{suffix}": v for k, v in self.__dict__.items()}
 
+    @classmethod
+    def from_sums(cls, sums: Tensor) -> InterSimilarity:
+        """The measures from `inter_similarity_sums` (possibly summed over parts of a batch / ranks)."""
+        v = [float(x) for x in sums.detach().double().cpu()]
+        n = 2 * len(_ORDER)
+        if len(v) != n:
+            raise ValueError(f"sums: expected {n} values (sum, count per measure), got {len(v)}")
+        means = {k: (v[2 * i] / v[2 * i + 1] if v[2 * i + 1] > 0 else math.nan) for i, k in enumerate(_ORDER)}
+        return cls(**means)
 
-def _pooled(G: Tensor, eps: float) -> tuple[float, float]:
-    """Mean cosine / magnitude similarity over the off-diagonal pairs of each group of `G [K, R, n]`."""
+
+#: the measures in the order of `inter_similarity_sums`
+_ORDER = (
+    "inter_task_cos", "inter_task_gms", "inter_task_sign_conflict",
+    "inter_sample_cos", "inter_sample_gms", "inter_sample_sign_conflict",
+)  # fmt: skip
+
+
+def _pooled(G: Tensor, eps: float) -> list[float]:
+    """[Σ cos, #pairs, Σ magnitude similarity, #pairs] over the off-diagonal pairs of each group of
+    `G [K, R, n]` (cosine: pairs with non-zero norms only)."""
     K, R, _ = G.shape
     if R < 2:
-        return math.nan, math.nan
+        return [0.0, 0.0, 0.0, 0.0]
     M = torch.bmm(G, G.transpose(1, 2)).double()  # [K, R, R]
     norms = M.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()  # [K, R]
     zero = norms <= eps
@@ -68,22 +86,23 @@ def _pooled(G: Tensor, eps: float) -> tuple[float, float]:
     outer = norms[:, :, None] * norms[:, None, :]
     defined = off & ~(zero[:, :, None] | zero[:, None, :])
     cos = (M / outer.clamp_min(eps * eps)).clamp(-1, 1)
-    cos_mean = float(cos[defined].mean()) if bool(defined.any()) else math.nan
     squares = norms[:, :, None] ** 2 + norms[:, None, :] ** 2
     both_zero = zero[:, :, None] & zero[:, None, :]
     mag = torch.where(both_zero, torch.ones_like(M), 2 * outer / squares.clamp_min(eps * eps))
-    return cos_mean, float(mag[off.expand(K, R, R)].mean())
+    pairs = off.expand(K, R, R)
+    return [float(cos[defined].sum()), float(defined.sum()), float(mag[pairs].sum()), float(pairs.sum())]
 
 
 #: columns per chunk of the sign-conflict counts (float32 counts stay exact below 2^24)
 _SIGN_CHUNK = 1 << 20
 
 
-def _pooled_sign_conflict(G: Tensor) -> float:
-    """Mean element-wise sign-conflict ratio over the off-diagonal pairs of each group of `G [K, R, n]`."""
+def _pooled_sign_conflict(G: Tensor) -> list[float]:
+    """[Σ sign-conflict ratio, #pairs] over the off-diagonal pairs (with a coordinate where both have a
+    sign) of each group of `G [K, R, n]`."""
     K, R, n = G.shape
     if R < 2:
-        return math.nan
+        return [0.0, 0.0]
     conflicts = torch.zeros(K, R, R, dtype=torch.float64, device=G.device)
     signed = torch.zeros(K, R, R, dtype=torch.float64, device=G.device)
     for start in range(0, n, _SIGN_CHUNK):
@@ -94,9 +113,30 @@ def _pooled_sign_conflict(G: Tensor) -> float:
         signed += torch.bmm(nonzero, nonzero.transpose(1, 2)).double()
     off = ~torch.eye(R, dtype=torch.bool, device=G.device)
     defined = off & (signed > 0)
-    if not bool(defined.any()):
-        return math.nan
-    return float((conflicts[defined] / signed[defined]).mean())
+    return [float((conflicts[defined] / signed[defined]).sum()), float(defined.sum())]
+
+
+def _checked(G: Tensor) -> Tensor:
+    if not isinstance(G, Tensor) or G.dim() != 3:
+        shape = tuple(G.shape) if isinstance(G, Tensor) else type(G).__name__
+        raise ValueError(f"G_per_sample: expected a tensor [T, B, n], got {shape}")
+    if G.shape[0] < 2:
+        raise ValueError(f"G_per_sample: expected T >= 2 tasks in dim 0, got shape {tuple(G.shape)}")
+    if not bool(torch.isfinite(G).all()):
+        raise ValueError("G_per_sample: expected finite gradients, found NaN/inf")
+    return G.float() if G.dtype in (torch.float16, torch.bfloat16) else G  # never accumulate in half
+
+
+def inter_similarity_sums(G_per_sample: Tensor, eps: float = EPS) -> Tensor:
+    """float64 `[12]`: (sum, number of pairs) of each measure of `InterSimilarity`, in the order of its
+    fields. Sums of parts of a batch (e.g. one per rank) pool their pairs: `InterSimilarity.from_sums`."""
+    G = _checked(G_per_sample)
+    with torch.no_grad():
+        by_sample = G.transpose(0, 1)  # groups = samples, rows = tasks
+        task = _pooled(by_sample, eps)
+        sample = _pooled(G, eps)  # groups = tasks, rows = samples
+        values = task + _pooled_sign_conflict(by_sample) + sample + _pooled_sign_conflict(G)
+    return torch.tensor(values, dtype=torch.float64)
 
 
 def inter_task_vs_inter_sample(G_per_sample: Tensor, eps: float = EPS) -> InterSimilarity:
@@ -105,22 +145,7 @@ def inter_task_vs_inter_sample(G_per_sample: Tensor, eps: float = EPS) -> InterS
     G_per_sample: `[T, B, n]` per-task, per-sample gradients: w.r.t. the shared parameters
     (`per_sample_param_grads`, the study's definition) or the shared features (`per_sample_view`).
     """
-    G = G_per_sample
-    if not isinstance(G, Tensor) or G.dim() != 3:
-        shape = tuple(G.shape) if isinstance(G, Tensor) else type(G).__name__
-        raise ValueError(f"G_per_sample: expected a tensor [T, B, n], got {shape}")
-    if G.shape[0] < 2:
-        raise ValueError(f"G_per_sample: expected T >= 2 tasks in dim 0, got shape {tuple(G.shape)}")
-    if not bool(torch.isfinite(G).all()):
-        raise ValueError("G_per_sample: expected finite gradients, found NaN/inf")
-    if G.dtype in (torch.float16, torch.bfloat16):
-        G = G.float()  # never accumulate inner products in half precision
-    with torch.no_grad():
-        by_sample = G.transpose(0, 1)  # groups = samples, rows = tasks
-        task_cos, task_gms = _pooled(by_sample, eps)
-        sample_cos, sample_gms = _pooled(G, eps)  # groups = tasks, rows = samples
-        task_sign, sample_sign = _pooled_sign_conflict(by_sample), _pooled_sign_conflict(G)
-    return InterSimilarity(task_cos, task_gms, sample_cos, sample_gms, task_sign, sample_sign)
+    return InterSimilarity.from_sums(inter_similarity_sums(G_per_sample, eps))
 
 
 def per_sample_param_grads(

@@ -10,7 +10,9 @@ explicit here, in three places:
 2. Per-task gradients (`DistributedStepContext`): the parameter-level matrix G [T, P] is averaged over
    ranks before the method combines it; the feature-level matrix G_Z is the concatenation of the ranks'
    feature gradients (scaled as the global-batch mean loss), so every rank combines the same matrix and
-   back-propagates its own slice of the direction.
+   back-propagates its own slice of the direction. `local_feature_grads()` is this rank's slice of
+   it, with which the diagnostics measure FD and the inter-sample similarities on the local part of Z
+   and pool the sums over ranks (`sum_over_ranks`; docs/diagnostics.md).
 3. Final gradients: every trainable gradient is averaged over ranks after `method.backward` (what DDP
    does), in one flat all-reduce.
 With per-image mean losses this reproduces a single process on the global batch (tests/test_ddp.py).
@@ -72,6 +74,15 @@ def mean_over_ranks(x: Tensor) -> Tensor:
     return y / dist.get_world_size()
 
 
+def sum_over_ranks(x: Tensor) -> Tensor:
+    """All-reduce sum of a tensor (a new tensor; no-op without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y, op=dist.ReduceOp.SUM)
+    return y
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True when `flag` is true on any rank (so every rank takes the same branch)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
@@ -124,6 +135,12 @@ class DistributedStepContext(StepContext):
             # the global loss is the mean over ranks of the local (per-image mean) losses
             self._gathered = torch.cat(parts, dim=1) / world  # [T, world * m_local]
         return self._gathered
+
+    def local_feature_grads(self) -> Tensor:
+        G = self.feature_grads()  # [T, world * m_local], rank-major
+        m = G.shape[1] // dist.get_world_size()
+        rank = dist.get_rank()
+        return G[:, rank * m : (rank + 1) * m]
 
     def param_grads(self) -> Tensor:
         if not self._param_reduced:

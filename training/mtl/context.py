@@ -145,6 +145,13 @@ class StepContext:
             self._feature_grads = G
         return self._feature_grads
 
+    def local_feature_grads(self) -> Tensor:
+        """This process's columns of `feature_grads()`: `[T, m_local]`, the columns of `features`
+        (the whole matrix in a single process; one rank's slice under data parallelism, scaled as the
+        global loss's gradient). Measures over locations or samples of Z are computed on these and
+        pooled over ranks."""
+        return self.feature_grads()
+
     def param_grads(self) -> Tensor:
         """G `[T, P]`: row i = ∂L_i/∂θ_s flattened over the shared parameters."""
         if self._param_grads is None:

@@ -266,7 +266,8 @@ class AlternatingOptimizer(PerTaskOptimizer):
     def use_slot(self, slot: int) -> None:
         """The moment slot of the next `step()` (a task index; 0 with ``moments="shared"``)."""
         if not 0 <= slot < self._slots():
-            raise ValueError(f"AlternatingOptimizer.use_slot: expected 0 <= slot < {self._slots()}, got {slot}")
+            n = self._slots()
+            raise ValueError(f"AlternatingOptimizer.use_slot: expected 0 <= slot < {n}, got {slot!r}")
         self._slot = slot
 
     @torch.no_grad()

@@ -29,7 +29,6 @@ to KKT to round-off. `normalization` "loss"/"loss+" are not offered (they need t
 from __future__ import annotations
 
 import numpy as np
-
 import torch
 from torch import Tensor
 
