@@ -73,7 +73,7 @@ class MTLIO(TaskGradientOptimizerMethod):
         "Networks, arXiv 2021, https://arxiv.org/abs/2109.11678"
     )
     stochastic = True
-    cost = "T forwards + T backwards (alternate); T (stale)"
+    cost = "T, + T − 1 forwards (mode='alternate')"
     #: shown by `python -m training methods`: what this implementation amounts to
     note: ClassVar[str] = (
         "mode='alternate' (default) is the paper's alternation: one optimiser sub-step per task (group), "
