@@ -9,7 +9,9 @@
 SignSGD, but keeps one moment buffer per task (slot) for the shared parameters, fed with per-task
 gradients that the method hands over with `set_task_grads` before `step()`. Task-specific (head)
 parameters use one slot fed with their `.grad`. AdaTask = Adam rule, one group holding every task;
-MTL-IO = any rule, one sub-step per (random) group of tasks.
+MTL-IO `mode='stale'` = any rule, one sub-step per (random) group of tasks. `AlternatingOptimizer`
+(MTL-IO's alternation) has the slots on every parameter and applies `.grad` with the slot the
+method selects before each sub-step's `step()`.
 """
 
 from __future__ import annotations
