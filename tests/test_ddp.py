@@ -4,7 +4,8 @@ A tiny two-level network with per-image mean losses stands in for the detector (
 samplers draw different random samples per process, so its losses are not per-image decomposable).
 It exercises the same trainer, step and distributed plumbing: loss-weighting methods (global loss
 values), parameter-level combination (G averaged over ranks) and feature-level combination (G_Z
-gathered, each rank back-propagating its slice). The diagnostics hook runs too (every measure, strict):
+gathered in the single process's column layout, each rank back-propagating its columns; GradDrop's
+sign(Z) masks from the gathered Z). The diagnostics hook runs too (every measure, strict):
 FD, GDS/GMS/CR and the inter-task measures equal the single process's; inter-sample pairs are those
 within a rank (issue 13, defect 8: FD and inter-sample used to crash under DDP).
 """
@@ -34,7 +35,7 @@ from training.engine.hooks import Hook
 
 TASKS = ("a", "b", "c")
 CASES = [("ew", "parameter"), ("dwa", "parameter"), ("mgda", "parameter"), ("mgda", "feature"),
-         ("pcgrad", "feature")]  # fmt: skip
+         ("pcgrad", "feature"), ("graddrop", "feature")]  # fmt: skip
 STEPS, GLOBAL_BATCH = 3, 4
 
 

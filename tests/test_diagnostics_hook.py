@@ -228,6 +228,7 @@ def test_a_failing_measure_is_warned_once_left_out_and_training_continues() -> N
     stop training: its keys are left out of the row, one DiagnosticsWarning names the reason, the other
     measures and the update go on. `strict=True` raises instead (issue 13, defect 8)."""
     from test_mtl_contract import SPEC, TinyBatch, TinyMTL, batch, make_optimizer, make_step
+
     from training.diagnostics.hook import DiagnosticsHook, DiagnosticsWarning
 
     cfg = DiagnosticsConfig(every=1, fd_window=3, fd_axis=5, levels=("parameter",))

@@ -8,11 +8,13 @@ explicit here, in three places:
    local graph (`global_losses`), so loss-weighting methods compute identical weights and keep
    identical state on every rank, equal to a single process on the global batch.
 2. Per-task gradients (`DistributedStepContext`): the parameter-level matrix G [T, P] is averaged over
-   ranks before the method combines it; the feature-level matrix G_Z is the concatenation of the ranks'
-   feature gradients (scaled as the global-batch mean loss), so every rank combines the same matrix and
-   back-propagates its own slice of the direction. `local_feature_grads()` is this rank's slice of
-   it, with which the diagnostics measure FD and the inter-sample similarities on the local part of Z
-   and pool the sums over ranks (`sum_over_ranks`; docs/diagnostics.md).
+   ranks before the method combines it; the feature-level matrix G_Z is the ranks' feature gradients
+   gathered into the column layout a single process would have for the global batch (level after
+   level, each level's samples rank after rank), scaled as the global-batch mean loss, so every rank
+   combines the same matrix as one process would and back-propagates its own columns of the
+   direction. `feature_values()` gathers Z the same way (GradDrop's sign(Z)). `local_feature_grads()`
+   are this rank's columns, with which the diagnostics measure FD and the inter-sample similarities on
+   the local part of Z and pool the sums over ranks (`sum_over_ranks`; docs/diagnostics.md).
 3. Final gradients: every trainable gradient is averaged over ranks after `method.backward` (what DDP
    does), in one flat all-reduce.
 With per-image mean losses this reproduces a single process on the global batch (tests/test_ddp.py).
@@ -95,7 +97,8 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 def global_losses(losses: list[Tensor]) -> list[Tensor]:
     """Per task: value = the mean over ranks, gradient = the local graph (module docstring, point 1)."""
     mean = mean_over_ranks(torch.stack([v.detach() for v in losses]))  # one all-reduce for all tasks
-    return [v + (mean[i] - v.detach()) for i, v in enumerate(losses)]
+    # (v − v.detach()) is exactly 0, so every rank's value is exactly the mean (v + (mean − v) is not)
+    return [(v - v.detach()) + mean[i] for i, v in enumerate(losses)]
 
 
 def average_gradients(params: list[torch.nn.Parameter]) -> None:
@@ -124,6 +127,16 @@ class DistributedStepContext(StepContext):
         self._local_features = False
         self._param_reduced = False
 
+    def _rank_columns(self) -> list[tuple[int, int]]:
+        """(start, size) of this rank's columns in the global layout, one pair per feature level."""
+        world, rank = dist.get_world_size(), dist.get_rank()
+        out, offset = [], 0
+        for z in self.feature_leaves:
+            n = z.numel()
+            out.append((offset + rank * n, n))
+            offset += world * n
+        return out
+
     def feature_grads(self) -> Tensor:
         local = super().feature_grads()  # [T, m_local], cached by the base class
         if self._local_features:
@@ -132,15 +145,26 @@ class DistributedStepContext(StepContext):
             world = dist.get_world_size()
             parts = [torch.empty_like(local) for _ in range(world)]
             dist.all_gather(parts, local.contiguous())
+            blocks, offset = [], 0
+            for z in self.feature_leaves:  # level-major: level l = [rank 0's samples, rank 1's, ...]
+                n = z.numel()
+                blocks += [part[:, offset : offset + n] for part in parts]
+                offset += n
             # the global loss is the mean over ranks of the local (per-image mean) losses
-            self._gathered = torch.cat(parts, dim=1) / world  # [T, world * m_local]
+            self._gathered = torch.cat(blocks, dim=1) / world  # [T, world * m_local]
         return self._gathered
 
     def local_feature_grads(self) -> Tensor:
-        G = self.feature_grads()  # [T, world * m_local], rank-major
-        m = G.shape[1] // dist.get_world_size()
-        rank = dist.get_rank()
-        return G[:, rank * m : (rank + 1) * m]
+        G = self.feature_grads()
+        return torch.cat([G[:, start : start + n] for start, n in self._rank_columns()], dim=1)
+
+    def feature_values(self) -> list[Tensor]:
+        out = []
+        for z in self.feature_leaves:
+            parts = [torch.empty_like(z) for _ in range(dist.get_world_size())]
+            dist.all_gather(parts, z.detach().contiguous())
+            out.append(torch.cat(parts, dim=0))  # [world * B, ...]
+        return out
 
     def param_grads(self) -> Tensor:
         if not self._param_reduced:
@@ -155,10 +179,10 @@ class DistributedStepContext(StepContext):
         return self._param_grads
 
     def backward_feature_direction(self, d_z: Tensor, head_weights: Tensor | None = None) -> None:
-        world, rank = dist.get_world_size(), dist.get_rank()
-        m = d_z.numel() // world
+        world = dist.get_world_size()
+        local = torch.cat([d_z[start : start + n] for start, n in self._rank_columns()])
         # times world: the final gradient all-reduce averages, but the global backward is a sum over ranks
-        super().backward_feature_direction(d_z[rank * m : (rank + 1) * m] * world, head_weights=head_weights)
+        super().backward_feature_direction(local * world, head_weights=head_weights)
 
     def release(self) -> None:
         super().release()

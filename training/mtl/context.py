@@ -145,6 +145,11 @@ class StepContext:
             self._feature_grads = G
         return self._feature_grads
 
+    def feature_values(self) -> list[Tensor]:
+        """Z (detached), one tensor per feature level, batch first, laid out like the columns of
+        `feature_grads()` (under data parallelism: every rank's samples, the global batch)."""
+        return [z.detach() for z in self.feature_leaves]
+
     def local_feature_grads(self) -> Tensor:
         """This process's columns of `feature_grads()`: `[T, m_local]`, the columns of `features`
         (the whole matrix in a single process; one rank's slice under data parallelism, scaled as the

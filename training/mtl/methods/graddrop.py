@@ -10,6 +10,8 @@ element; M_i = 1[P > U]·1[ĝ_i > 0] + 1[P < U]·1[ĝ_i < 0]; the gradient at Z 
 Σ_i (ℓ + (1 − ℓ) M_i) ∘ ∇_i (masks broadcast over the batch), then one backward through the backbone.
 Parameter level (documented form, torchjd `GradDrop`): the same on the rows of G = ∂L/∂θ_s with
 sign(Z) ≡ 1 and no batch reduction (ĝ_i = g_i, one U per parameter element).
+Under data parallelism the feature level uses Z and ∂L/∂Z of the global batch (`ctx.feature_values()`
+and the gathered G_Z share one column layout), so every rank draws the same masks as one process.
 Hyperparameters: leak ℓ 0.0 (LibMTL, torchjd). Stochastic: U from `torch.rand` on G's device (torch's
 global/CUDA RNG, checkpointed by the trainer). Stateless. Not a linear combination: no weights.
 Scale: sum (ℓ = 1 gives EW's G.sum(0) exactly; with ℓ = 0, each element keeps the tasks of one sign).
@@ -69,7 +71,7 @@ class GradDrop(GradientCombination):
     def combine_features(self, G_Z: Tensor, ctx: StepContext) -> Combination:
         """Paper form on ∂L/∂Z: masks from Σ_batch sign(Z) ∘ ∇_i per FPN level."""
         self.check_task_matrix(G_Z)
-        feats = [z.detach() for z in ctx.feature_leaves]
+        feats = ctx.feature_values()  # laid out like G_Z's columns (the global batch under DDP)
         total = sum(z.numel() for z in feats)
         if G_Z.shape[1] != total:
             raise ValueError(
