@@ -152,7 +152,7 @@ class StepContext:
 
     def local_feature_grads(self) -> Tensor:
         """This process's columns of `feature_grads()`: `[T, m_local]`, the columns of `features`
-        (the whole matrix in a single process; one rank's slice under data parallelism, scaled as the
+        (the whole matrix in a single process; one rank's columns under data parallelism, scaled as the
         global loss's gradient). Measures over locations or samples of Z are computed on these and
         pooled over ranks."""
         return self.feature_grads()
