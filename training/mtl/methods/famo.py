@@ -8,7 +8,9 @@ Update, before the model step (`backward`), with logits ξ ∈ R^T and z = softm
 whose gradient is Σ_i w_i ∇L_i with the effective weights w_i = (z_i/ℓ_i) / Σ_j (z_j/ℓ_j) (a convex
 combination); it is applied as `ctx.backward_weighted(w)` (heads weighted too, as the reference).
 After the optimiser step (`after_step`, `needs_post_step = True`): the losses ℓ' of the *same batch*
-are recomputed with `ctx.reevaluate()` (no grad), δ = log ℓ − log ℓ', and the gradient on ξ is
+are recomputed with `ctx.reevaluate()` (no grad; the step replays its random draws, so a detector
+samples the same anchors/ROIs and δ measures the step, not sampling noise), δ = log ℓ − log ℓ', and
+the gradient on ξ is
 Jᵀδ = z∘δ − z (zᵀδ) with J = diag(z) − zzᵀ (the Jacobian of the softmax, symmetric). One Adam step
 (torch's formula, L2 weight decay γ added to the gradient as `torch.optim.Adam(weight_decay=γ)`) on ξ.
 Hyperparameters: w_lr = 0.025 (all references), gamma = 1e-3 (the official experiment scripts for
