@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from test_model_helpers import images, scene_targets, tiny_model
 
@@ -23,12 +24,12 @@ from training.tasks import TaskSpec
 CPU = torch.device("cpu")
 
 
-def _step(net, method: str) -> TrainStep:
-    model = AmodalMTLModel(net)
+def _step(net, method: str, device: torch.device = CPU) -> TrainStep:
+    model = AmodalMTLModel(net.to(device))
     spec = TaskSpec.one_per_loss(LOSS_NAMES)
-    m = build(method, len(spec))
+    m = build(method, len(spec)).to(device)
     opt = torch.optim.SGD(list(net.parameters()) + list(m.parameters()), lr=1e-3)
-    return TrainStep(model, spec, m, opt, CPU)
+    return TrainStep(model, spec, m, opt, device)
 
 
 def _batch() -> RGBDBatch:
@@ -36,18 +37,27 @@ def _batch() -> RGBDBatch:
     return RGBDBatch(rgb, depth, scene_targets())
 
 
-def test_reevaluation_at_unchanged_parameters_returns_the_step_losses_on_amodal_rcnn() -> None:
+def _streams(device: torch.device) -> list[torch.Tensor]:
+    return [torch.get_rng_state()] + ([torch.cuda.get_rng_state(device)] if device.type == "cuda" else [])
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_reevaluation_at_unchanged_parameters_returns_the_step_losses_on_amodal_rcnn(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    dev = torch.device(device)
     net = tiny_model().train()
-    step = _step(net, "famo")
+    step = _step(net, "famo", dev)
     torch.manual_seed(3)
     state = step.forward(_batch(), 0, 0)
-    stream = torch.get_rng_state()
+    streams = _streams(dev)
     again = state.ctx.reevaluate()
-    assert torch.equal(torch.get_rng_state(), stream), "the re-evaluation moved the training RNG stream"
+    moved = [not torch.equal(a, b) for a, b in zip(_streams(dev), streams)]
+    assert not any(moved), "the re-evaluation moved the training RNG stream"
     assert torch.equal(again, state.ctx.losses.detach()), (again, state.ctx.losses)
     # the check has teeth: a plain second forward draws other anchor/ROI samples
     with torch.no_grad():
-        fresh = step.task_spec.stack(step.losses(_batch())[2])
+        fresh = step.task_spec.stack(step.losses(_batch().to(dev))[2])
     assert not torch.equal(fresh, state.ctx.losses.detach())
 
 
