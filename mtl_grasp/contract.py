@@ -57,6 +57,9 @@ META_CLASS_NAMES = "mtl_grasp.class_names"  # JSON list
 META_TRAIN_IMAGE_SIZE = "mtl_grasp.train_image_size"  # int, square training size
 META_NORMALIZATION = "mtl_grasp.normalization"  # JSON dict, see normalization_dict()
 META_CONFIG_HASH = "mtl_grasp.config_hash"  # sha256 of the resolved training config
+# optional (not in META_KEYS; older files lack them):
+META_QUANTIZATION = "mtl_grasp.quantization"  # "none" or e.g. "int8-qdq-per-channel" (training.export)
+META_TEST_BUDGET = "mtl_grasp.test_budget"  # JSON dict of the test-time budget baked into the graph
 META_KEYS = (
     META_CONTRACT_VERSION,
     META_CLASS_NAMES,

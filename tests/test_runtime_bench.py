@@ -22,12 +22,12 @@ def test_bench_runtime_prints_both_paths(capsys: pytest.CaptureFixture) -> None:
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     rows = re.findall(
-        r"^\s*(\d+)x(\d+)\s+(pytorch eager \(cpu\)|runtime CPU)\s+([\d.]+)\s+([\d.]+)", out, re.M
+        r"^\s*(\d+)x(\d+)\s+(pytorch eager \(cpu\)|runtime CPU fp32)\s+([\d.]+)\s+([\d.]+)", out, re.M
     )
     assert {(h, w, name) for h, w, name, _, _ in rows} == {
         (h, w, name)
         for h, w in (("64", "64"), ("48", "80"))
-        for name in ("pytorch eager (cpu)", "runtime CPU")
+        for name in ("pytorch eager (cpu)", "runtime CPU fp32")
     }
     for *_, p50, p95 in rows:
         assert 0 < float(p50) <= float(p95)

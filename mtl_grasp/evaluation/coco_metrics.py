@@ -27,7 +27,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mtl_grasp.evaluation.occlusion import occlusion_metrics
-from mtl_grasp.evaluation.predictions import check_prediction, encode_masks
+from mtl_grasp.evaluation.predictions import check_prediction, encode_masks, segmentation_to_rle
 
 IOU_TYPES = ("bbox", "vmask", "amask")
 #: names of COCOeval.stats in order
@@ -56,15 +56,6 @@ def load_gt(gt: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     return data
 
 
-def _rle(segm: Any, height: int, width: int) -> dict[str, Any]:
-    """Any COCO segmentation (RLE, uncompressed RLE, polygons) -> compressed RLE."""
-    if isinstance(segm, list):
-        return mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
-    if isinstance(segm.get("counts"), list):
-        return mask_utils.frPyObjects(segm, height, width)
-    return segm
-
-
 def gt_for(gt: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """The GT dataset pycocotools should see for `kind` (see the module docstring)."""
     if kind not in IOU_TYPES:
@@ -80,7 +71,7 @@ def gt_for(gt: Mapping[str, Any], kind: str) -> dict[str, Any]:
                 f"gt: annotation {ann.get('id')} has no 'visible_mask'; VMask needs UOAIS fields"
             )
         h, w = sizes[ann["image_id"]]
-        rle = _rle(ann["visible_mask"], h, w)
+        rle = segmentation_to_rle(ann["visible_mask"], h, w)
         area = float(mask_utils.area(rle))
         if area <= 0:
             continue

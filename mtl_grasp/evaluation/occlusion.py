@@ -16,7 +16,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from mtl_grasp.contract import OCCLUDED_RATE_THRESHOLD
-from mtl_grasp.evaluation.predictions import check_prediction, encode_masks
+from mtl_grasp.evaluation.predictions import check_prediction, encode_masks, segmentation_to_rle
 
 OCCLUSION_KEYS = ("occ/accuracy", "occ/precision", "occ/recall", "occ/f1", "occ/matched", "occ/gt")
 
@@ -24,10 +24,8 @@ OCCLUSION_KEYS = ("occ/accuracy", "occ/precision", "occ/recall", "occ/f1", "occ/
 def _gt_occluded(ann: Mapping[str, Any], height: int, width: int) -> bool:
     if "occluded_rate" in ann:
         return float(ann["occluded_rate"]) >= OCCLUDED_RATE_THRESHOLD
-    from mtl_grasp.evaluation.coco_metrics import _rle  # local: avoids an import cycle
-
-    amodal = float(mask_utils.area(_rle(ann["segmentation"], height, width)))
-    visible = float(mask_utils.area(_rle(ann["visible_mask"], height, width)))
+    amodal = float(mask_utils.area(segmentation_to_rle(ann["segmentation"], height, width)))
+    visible = float(mask_utils.area(segmentation_to_rle(ann["visible_mask"], height, width)))
     return amodal > 0 and 1.0 - visible / amodal >= OCCLUDED_RATE_THRESHOLD
 
 
@@ -38,8 +36,6 @@ def occlusion_metrics(
     decision_threshold: float = 0.5,
 ) -> dict[str, float]:
     """Occlusion metrics (keys `OCCLUSION_KEYS`) of `predictions` keyed by image id against COCO `gt`."""
-    from mtl_grasp.evaluation.coco_metrics import _rle
-
     images = {img["id"]: img for img in gt["images"]}
     by_image: dict[int, list[Mapping[str, Any]]] = {}
     for ann in gt["annotations"]:
@@ -56,7 +52,7 @@ def occlusion_metrics(
             continue
         order = np.argsort(-pred["scores"], kind="stable")
         dt_rles = encode_masks(pred["amodal_masks"][order].astype(bool))
-        gt_rles = [_rle(a["segmentation"], h, w) for a in anns]
+        gt_rles = [segmentation_to_rle(a["segmentation"], h, w) for a in anns]
         iou = np.asarray(mask_utils.iou(dt_rles, gt_rles, [0] * len(gt_rles)))
         iou = iou.reshape(len(dt_rles), len(gt_rles))  # [D, G]
         taken = np.zeros(len(anns), dtype=bool)

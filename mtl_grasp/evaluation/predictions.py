@@ -1,4 +1,4 @@
-"""Validation and COCO encoding of per-image prediction dicts."""
+"""Validation and COCO encoding of per-image prediction dicts and of ground-truth segmentations."""
 
 from __future__ import annotations
 
@@ -48,3 +48,12 @@ def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
     for rle in rles:
         rle["counts"] = rle["counts"].decode("ascii")
     return rles
+
+
+def segmentation_to_rle(segm: Any, height: int, width: int) -> dict[str, Any]:
+    """Any COCO segmentation (compressed RLE, uncompressed RLE, polygons) -> compressed RLE."""
+    if isinstance(segm, list):
+        return mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
+    if isinstance(segm.get("counts"), list):
+        return mask_utils.frPyObjects(segm, height, width)
+    return segm

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +17,15 @@ from mtl_grasp.contract import (
     INPUT_DEPTH,
     INPUT_NAMES,
     INPUT_RGB,
-    OUTPUT_AMODAL_MASKS,
-    OUTPUT_BOXES,
-    OUTPUT_LABELS,
+    META_QUANTIZATION,
     OUTPUT_NAMES,
-    OUTPUT_OCCLUSION,
-    OUTPUT_SCORES,
-    OUTPUT_VISIBLE_MASKS,
     ModelMetadata,
 )
 from mtl_grasp.runtime.detections import Detections, Timings
-from mtl_grasp.runtime.postprocess import boxes_to_image, paste_masks, select
+from mtl_grasp.runtime.postprocess import decode
 from mtl_grasp.runtime.preprocess import NetworkInput, prepare
-from mtl_grasp.runtime.providers import ProviderSpec, resolve_providers
+from mtl_grasp.runtime.providers import TENSORRT, ProviderSpec, resolve_providers
+from mtl_grasp.runtime.session import SessionConfig
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +83,40 @@ def _metadata(session: ort.InferenceSession, path: Path) -> ModelMetadata:
     return meta
 
 
+def _check_inference_size(inference_size: object) -> None:
+    if not (
+        inference_size is None
+        or inference_size == "train"
+        or (isinstance(inference_size, int | np.integer) and inference_size >= MIN_INPUT_SIDE)
+    ):
+        raise ValueError(
+            f"inference_size: expected None, 'train' or an int >= {MIN_INPUT_SIDE}, got {inference_size!r}"
+        )
+
+
+def _session_config(
+    session: SessionConfig | Mapping[str, object] | None, num_threads: int | None
+) -> SessionConfig:
+    """`session` with `num_threads` (the older, shorter spelling of intra_op_threads) applied."""
+    config = SessionConfig.from_value(session)
+    if num_threads is not None:
+        if not isinstance(num_threads, int | np.integer) or num_threads < 1:
+            raise ValueError(f"num_threads: expected None or an int >= 1, got {num_threads!r}")
+        config = replace(config, intra_op_threads=int(num_threads))
+    return config
+
+
+def quantization_of(model_path: str | os.PathLike) -> str:
+    """The quantisation recorded in a model's metadata ("none" for float models or unreadable files)."""
+    try:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    except Exception:  # the real open reports a bad file with a proper message
+        return "none"
+    return session.get_modelmeta().custom_metadata_map.get(META_QUANTIZATION, "none")
+
+
 def _check_unit_interval(name: str, value: float, open_low: bool = False) -> float:
     ok = (value > 0.0 if open_low else value >= 0.0) and value <= 1.0
     if not ok:
@@ -114,7 +145,12 @@ class Detector:
             `preprocess.depth_to_metres`); by default they raise ValueError.
         fp16: TensorRT only: build fp16 engines.
         trt_cache_dir: TensorRT engine cache (default ~/.cache/mtl_grasp/tensorrt).
-        num_threads: onnxruntime intra-op threads (None: onnxruntime's default).
+        num_threads: onnxruntime intra-op threads (None: onnxruntime's default); overrides
+            `session.intra_op_threads`.
+        session: onnxruntime session options (`SessionConfig`, a mapping of its fields, or None for
+            the defaults: full graph optimisation, memory arena on); see docs/runtime.md.
+        int8: TensorRT only: build INT8 engines from the model's QDQ nodes (None: when the model's
+            metadata says it is quantised, see `training.export.quantize`).
         warmup: run one dummy frame at load (True: training size, or a (height, width) camera size)
             so the first real frame does not pay for allocation / engine building.
 
@@ -135,36 +171,20 @@ class Detector:
         trt_cache_dir: str | os.PathLike | None = None,
         num_threads: int | None = None,
         warmup: bool | Sequence[int] = True,
+        session: SessionConfig | Mapping[str, object] | None = None,
+        int8: bool | None = None,
     ) -> None:
         self.score_threshold = _check_unit_interval("score_threshold", score_threshold)
         self.mask_threshold = _check_unit_interval("mask_threshold", mask_threshold, open_low=True)
         if not isinstance(max_instances, int | np.integer) or max_instances < 1:
             raise ValueError(f"max_instances: expected a positive int, got {max_instances!r}")
         self.max_instances = int(max_instances)
-        if not (
-            inference_size is None
-            or inference_size == "train"
-            or (isinstance(inference_size, int | np.integer) and inference_size >= MIN_INPUT_SIDE)
-        ):
-            raise ValueError(
-                f"inference_size: expected None, 'train' or an int >= {MIN_INPUT_SIDE}, "
-                f"got {inference_size!r}"
-            )
+        _check_inference_size(inference_size)
         self.allow_all_invalid_depth = bool(allow_all_invalid_depth)
         self.keep_aspect = bool(keep_aspect)
         self.model_path = Path(model_path)
-
-        choice = resolve_providers(providers, ort.get_available_providers(), fp16, trt_cache_dir)
-        for note in choice.notes:
-            log.info("mtl_grasp.runtime: %s", note)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if num_threads is not None:
-            if num_threads < 1:
-                raise ValueError(f"num_threads: expected None or an int >= 1, got {num_threads!r}")
-            options.intra_op_num_threads = int(num_threads)
-        self._session = _open_session(self.model_path, choice.providers, options)
-        self.metadata = _metadata(self._session, self.model_path)
+        self.session_config = _session_config(session, num_threads)
+        self._open(providers, fp16, int8, trt_cache_dir)
         # "train": the size the network was trained at (the training data is resized to it, so this
         # reproduces the checkpoint's evaluation geometry for square images).
         self.inference_size: int | None = (
@@ -172,6 +192,31 @@ class Detector:
             if inference_size == "train"
             else (None if inference_size is None else int(inference_size))
         )
+        if isinstance(warmup, tuple | list):
+            if len(warmup) != 2 or any(not isinstance(v, int | np.integer) or v < 1 for v in warmup):
+                raise ValueError(f"warmup: expected a bool or (height, width) ints, got {warmup!r}")
+            self.warmup(int(warmup[0]), int(warmup[1]))
+        elif warmup:
+            size = self.metadata.train_image_size
+            self.warmup(size, size)
+
+    def _open(
+        self,
+        providers: str | Sequence[ProviderSpec] | None,
+        fp16: bool,
+        int8: bool | None,
+        trt_cache_dir: str | os.PathLike | None,
+    ) -> None:
+        """Choose providers, open the session, read metadata and log what the session runs on."""
+        available = ort.get_available_providers()
+        if int8 is None:  # TensorRT INT8 for quantised (QDQ) models, detected from the file
+            int8 = TENSORRT in available and quantization_of(self.model_path) != "none"
+        choice = resolve_providers(providers, available, fp16, trt_cache_dir, int8=int8)
+        for note in choice.notes:
+            log.info("mtl_grasp.runtime: %s", note)
+        self._session = _open_session(self.model_path, choice.providers, self.session_config.to_ort())
+        self.metadata = _metadata(self._session, self.model_path)
+        self.quantization = self._session.get_modelmeta().custom_metadata_map.get(META_QUANTIZATION, "none")
         self.providers: list[str] = list(self._session.get_providers())
         # A provider can be installed yet fail to initialise (missing CUDA/TensorRT libraries);
         # onnxruntime then silently drops it, so say so.
@@ -180,14 +225,9 @@ class Detector:
                 log.warning(
                     "mtl_grasp.runtime: %s was requested but failed to initialise; falling back", name
                 )
-        log.info("mtl_grasp.runtime: %s runs on %s", self.model_path.name, self.providers)
-        if isinstance(warmup, tuple | list):
-            if len(warmup) != 2 or any(not isinstance(v, int | np.integer) or v < 1 for v in warmup):
-                raise ValueError(f"warmup: expected a bool or (height, width) ints, got {warmup!r}")
-            self.warmup(int(warmup[0]), int(warmup[1]))
-        elif warmup:
-            size = self.metadata.train_image_size
-            self.warmup(size, size)
+        log.info(
+            "mtl_grasp.runtime: %s (%s) runs on %s", self.model_path.name, self.quantization, self.providers
+        )
 
     @property
     def class_names(self) -> list[str]:
@@ -208,14 +248,7 @@ class Detector:
                 "(raise inference_size or use a larger image)"
             )
         values = self._session.run(list(OUTPUT_NAMES), {INPUT_RGB: inputs.rgb, INPUT_DEPTH: inputs.depth})
-        out = dict(zip(OUTPUT_NAMES, values))
-        n = out[OUTPUT_SCORES].shape[0]
-        if any(v.shape[0] != n for v in values):
-            raise RuntimeError(
-                f"model {str(self.model_path)!r}: outputs disagree on the number of detections: "
-                f"{ {k: v.shape for k, v in out.items()} }"
-            )
-        return out
+        return dict(zip(OUTPUT_NAMES, values))
 
     def __call__(self, rgb: np.ndarray, depth: np.ndarray) -> Detections:
         """Detect instances in one frame.
@@ -230,28 +263,18 @@ class Detector:
         t1 = time.perf_counter()
         out = self.infer(inputs)
         t2 = time.perf_counter()
-        keep = select(out[OUTPUT_SCORES], self.score_threshold, self.max_instances)
-        labels = out[OUTPUT_LABELS][keep].astype(np.int64, copy=False)
-        if labels.size and (labels.min() < 1 or labels.max() > len(self.metadata.class_names)):
-            raise RuntimeError(
-                f"model {str(self.model_path)!r}: labels {labels.min()}..{labels.max()} outside "
-                f"1..{len(self.class_names)} (class_names {self.class_names})"
-            )
-        boxes = boxes_to_image(out[OUTPUT_BOXES][keep], inputs.scale_x, inputs.scale_y)
-        vis = paste_masks(
-            boxes, out[OUTPUT_VISIBLE_MASKS][keep], inputs.height, inputs.width, self.mask_threshold
-        )
-        amo = paste_masks(
-            boxes, out[OUTPUT_AMODAL_MASKS][keep], inputs.height, inputs.width, self.mask_threshold
+        det = decode(
+            out,
+            inputs.height,
+            inputs.width,
+            self.class_names,
+            scale_x=inputs.scale_x,
+            scale_y=inputs.scale_y,
+            score_threshold=self.score_threshold,
+            max_instances=self.max_instances,
+            mask_threshold=self.mask_threshold,
+            source=f"model {str(self.model_path)!r}",
         )
         t3 = time.perf_counter()
-        return Detections(
-            boxes=boxes,
-            scores=out[OUTPUT_SCORES][keep].astype(np.float32, copy=False),
-            labels=labels,
-            class_names=self.class_names,
-            visible_masks=vis,
-            amodal_masks=amo,
-            occlusion=out[OUTPUT_OCCLUSION][keep].astype(np.float32, copy=False),
-            timings=Timings(pre_ms=(t1 - t0) * 1e3, infer_ms=(t2 - t1) * 1e3, post_ms=(t3 - t2) * 1e3),
-        )
+        det.timings = Timings(pre_ms=(t1 - t0) * 1e3, infer_ms=(t2 - t1) * 1e3, post_ms=(t3 - t2) * 1e3)
+        return det

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mtl_grasp.evaluation.dataset import dataset_views, evaluate_dataset, load_frames, predict_frames
 from mtl_grasp.runtime.detector import Detector
 
 # mAP integrates over the whole precision/recall curve, so evaluation keeps every detection the
@@ -28,44 +29,35 @@ EVAL_SCORE_THRESHOLD = 0.0
 
 def predict_dataset(
     detector: Detector,
-    root: str | Path,
+    root: str | os.PathLike,
     split: str | None = None,
-    splits_file: str | Path | None = None,
-    require_amodal: bool = False,
+    splits_file: str | os.PathLike | None = None,
 ) -> dict[int, dict[str, np.ndarray]]:
     """Predictions of `detector` for every view of `root` (or of `split`), keyed by COCO image id.
 
     Image ids are those of `mtl_grasp.data.coco.build_coco` on the same root, so the result can be
-    scored against that ground truth directly.
+    scored against that ground truth directly (see `mtl_grasp.evaluation.dataset`).
     """
-    from mtl_grasp.data.reader import discover_views, load_view, select_split
-
-    views = select_split(discover_views(root, require_amodal=require_amodal), split, splits_file)
-    predictions: dict[int, dict[str, np.ndarray]] = {}
-    for ref in views:
-        sample = load_view(ref)
-        predictions[ref.image_id] = detector(sample.rgb, sample.depth).to_prediction()
-    return predictions
+    return predict_frames(detector, load_frames(dataset_views(root, split, splits_file)))
 
 
 def evaluate_model(
     model_path: str | os.PathLike,
-    root: str | Path,
+    root: str | os.PathLike,
     split: str | None = None,
-    splits_file: str | Path | None = None,
-    gt: Mapping[str, Any] | str | Path | None = None,
+    splits_file: str | os.PathLike | None = None,
+    gt: Mapping[str, Any] | str | os.PathLike | None = None,
     providers: str | Sequence | None = None,
     inference_size: int | str | None = None,
     keep_aspect: bool = True,
+    max_images: int = 0,
 ) -> dict[str, float]:
     """COCO BBox / VMask / AMask metrics and occlusion accuracy/F1 of an ONNX model on a dataset.
 
     `gt` is the COCO JSON (path or dict) of the same views; by default it is built from `root`
-    (class-agnostic, as `python -m training coco` does).
+    (class-agnostic, as `python -m training coco` does). The loop is
+    `mtl_grasp.evaluation.dataset.evaluate_dataset`, shared with `python -m training evaluate --onnx`.
     """
-    from mtl_grasp.data.coco import build_coco
-    from mtl_grasp.evaluation import evaluate
-
     detector = Detector(
         model_path,
         providers=providers,
@@ -73,10 +65,7 @@ def evaluate_model(
         inference_size=inference_size,
         keep_aspect=keep_aspect,
     )
-    predictions = predict_dataset(detector, root, split, splits_file)
-    if gt is None:
-        gt = build_coco(root, split=split, splits_file=splits_file)
-    return evaluate(gt, predictions)
+    return evaluate_dataset(detector, root, split, splits_file, max_images=max_images, gt=gt)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,15 +1,28 @@
 """Network outputs -> full-resolution detections (numpy/opencv only).
 
-`paste_masks` is THE mask pasting of the project: the ONNX runtime and the torch evaluation both call
-it, so a model evaluates identically on either path.
+`decode` is THE detection decoding of the project (score filter, top-k, boxes back to camera pixels,
+mask pasting with `paste_masks`): the ONNX `Detector`, the torch evaluation and the runtime benchmark
+all call it, so a model decodes and evaluates identically on every path.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
+
+from mtl_grasp.contract import (
+    OUTPUT_AMODAL_MASKS,
+    OUTPUT_BOXES,
+    OUTPUT_LABELS,
+    OUTPUT_NAMES,
+    OUTPUT_OCCLUSION,
+    OUTPUT_SCORES,
+    OUTPUT_VISIBLE_MASKS,
+)
+from mtl_grasp.runtime.detections import Detections, Timings
 
 
 def paste_masks(
@@ -102,3 +115,60 @@ def boxes_to_image(boxes: np.ndarray, scale_x: float, scale_y: float) -> np.ndar
     if scale_x != 1.0 or scale_y != 1.0:
         out /= np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float32)
     return out
+
+
+def decode(
+    outputs: Mapping[str, np.ndarray],
+    height: int,
+    width: int,
+    class_names: Sequence[str] | None,
+    scale_x: float = 1.0,
+    scale_y: float = 1.0,
+    score_threshold: float = 0.0,
+    max_instances: int | None = None,
+    mask_threshold: float = 0.5,
+    source: str = "model",
+) -> Detections:
+    """The network's raw contract outputs -> `Detections` in camera pixels.
+
+    Args:
+        outputs: the six tensors of `mtl_grasp.contract.OUTPUT_NAMES` as numpy arrays (N detections;
+            boxes in network-input pixels, masks [N, 28, 28] probabilities in box coordinates).
+        height, width: camera image size the masks are pasted into.
+        class_names: the model's class names (labels are 1-based into them); None skips the label
+            check (callers that know only the number of classes, e.g. the torch evaluation).
+        scale_x, scale_y: network-input pixels per camera pixel (`NetworkInput.scale_x/_y`).
+        score_threshold: keep detections with score >= this; max_instances: then the best this many
+            (None: all). Only kept detections are pasted.
+        mask_threshold: pasted probability at which a pixel belongs to a mask.
+        source: names the model in errors.
+
+    Raises RuntimeError when the outputs disagree on N or labels fall outside `class_names` (a broken
+    export, not bad input).
+    """
+    missing = [k for k in OUTPUT_NAMES if k not in outputs]
+    if missing:
+        raise RuntimeError(f"{source}: outputs lack {missing}")
+    out = {k: np.asarray(outputs[k]) for k in OUTPUT_NAMES}
+    n = out[OUTPUT_SCORES].shape[0]
+    if any(v.shape[0] != n for v in out.values()):
+        shapes = {k: v.shape for k, v in out.items()}
+        raise RuntimeError(f"{source}: outputs disagree on the number of detections: {shapes}")
+    keep = select(out[OUTPUT_SCORES], score_threshold, n if max_instances is None else max_instances)
+    labels = out[OUTPUT_LABELS][keep].astype(np.int64, copy=False)
+    if class_names is not None and labels.size and (labels.min() < 1 or labels.max() > len(class_names)):
+        raise RuntimeError(
+            f"{source}: labels {labels.min()}..{labels.max()} outside 1..{len(class_names)} "
+            f"(class_names {list(class_names)})"
+        )
+    boxes = boxes_to_image(out[OUTPUT_BOXES][keep], scale_x, scale_y)
+    return Detections(
+        boxes=boxes,
+        scores=out[OUTPUT_SCORES][keep].astype(np.float32, copy=False),
+        labels=labels,
+        class_names=list(class_names or ()),
+        visible_masks=paste_masks(boxes, out[OUTPUT_VISIBLE_MASKS][keep], height, width, mask_threshold),
+        amodal_masks=paste_masks(boxes, out[OUTPUT_AMODAL_MASKS][keep], height, width, mask_threshold),
+        occlusion=out[OUTPUT_OCCLUSION][keep].astype(np.float32, copy=False),
+        timings=Timings(),
+    )

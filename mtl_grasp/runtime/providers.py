@@ -43,11 +43,16 @@ class ProviderChoice:
         return [p if isinstance(p, str) else p[0] for p in self.providers]
 
 
-def tensorrt_options(fp16: bool, cache_dir: str | os.PathLike | None) -> dict:
-    """TensorRT provider options: engine + timing cache on disk, fp16 when asked."""
+def tensorrt_options(fp16: bool, cache_dir: str | os.PathLike | None, int8: bool = False) -> dict:
+    """TensorRT provider options: engine + timing cache on disk, fp16 / int8 engines when asked.
+
+    `int8` is for quantised (QDQ) models: TensorRT takes the scales from their Q/DQ nodes (explicit
+    quantisation), so no calibration table is needed.
+    """
     cache = Path(cache_dir) if cache_dir is not None else default_trt_cache_dir()
     return {
         "trt_fp16_enable": bool(fp16),
+        "trt_int8_enable": bool(int8),
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": str(cache),
         "trt_timing_cache_enable": True,
@@ -60,6 +65,7 @@ def resolve_providers(
     available: Sequence[str],
     fp16: bool = False,
     trt_cache_dir: str | os.PathLike | None = None,
+    int8: bool = False,
 ) -> ProviderChoice:
     """Turn the user's `providers` argument into an onnxruntime provider list.
 
@@ -74,7 +80,7 @@ def resolve_providers(
         for name in AUTO_ORDER:
             if name in available:
                 choice.providers.append(
-                    (name, tensorrt_options(fp16, trt_cache_dir)) if name == TENSORRT else name
+                    (name, tensorrt_options(fp16, trt_cache_dir, int8)) if name == TENSORRT else name
                 )
             else:
                 choice.notes.append(f"{name} not available ({_MISSING_HINT.get(name, 'not installed')})")
@@ -104,6 +110,6 @@ def resolve_providers(
                 f"providers: {name} is not available in this onnxruntime; available: {available}"
             )
         if name == TENSORRT:
-            options = {**tensorrt_options(fp16, trt_cache_dir), **(options or {})}
+            options = {**tensorrt_options(fp16, trt_cache_dir, int8), **(options or {})}
         choice.providers.append((name, options) if options is not None else name)
     return choice

@@ -51,25 +51,17 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> dict[str, float]:
     return family.build_evaluator(cfg, device, args.split)(model)
 
 
-def _evaluate_onnx(args: argparse.Namespace) -> dict[str, float]:
-    from mtl_grasp.data.coco import build_coco
-    from mtl_grasp.data.reader import discover_views, load_view, select_split
-    from mtl_grasp.evaluation import evaluate
+def _onnx_detector(args: argparse.Namespace):
     from mtl_grasp.runtime.detector import Detector
 
     # Same geometry as the checkpoint path: the dataset squashes every frame to the training size.
-    detector = Detector(
-        args.onnx, score_threshold=args.score_threshold, inference_size="train", keep_aspect=False
-    )
-    views = select_split(discover_views(args.data), args.split, args.splits_file)
-    if args.max_images > 0:
-        views = views[: args.max_images]
-    gt = build_coco(args.data, args.split, splits_file=args.splits_file, views=views)
-    preds = {}
-    for ref in views:
-        sample = load_view(ref)
-        preds[ref.image_id] = detector(sample.rgb, sample.depth).to_prediction()
-    return evaluate(gt, preds)
+    return Detector(args.onnx, score_threshold=args.score_threshold, inference_size="train", keep_aspect=False)
+
+
+def _evaluate_onnx(args: argparse.Namespace) -> dict[str, float]:
+    from mtl_grasp.evaluation.dataset import evaluate_dataset
+
+    return evaluate_dataset(_onnx_detector(args), args.data, args.split, args.splits_file, args.max_images)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ got baked into the graph as a constant is caught at export time, not on the robo
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import tempfile
@@ -31,9 +32,11 @@ from mtl_grasp.contract import (
     INPUT_DEPTH,
     INPUT_NAMES,
     INPUT_RGB,
+    META_TEST_BUDGET,
     OUTPUT_NAMES,
     ModelMetadata,
 )
+from training.export.graph_rewrites import conv_transpose_2x2_to_conv
 from training.export.parity import SizeReport, Tolerances, check_parity, frame_tensors, synthetic_frame
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,7 @@ def export_model(
     verify: bool = True,
     parity_sizes: list[tuple[int, int]] | None = None,
     tolerances: Tolerances | None = None,
+    budget: dict[str, float | int] | None = None,
 ) -> ExportResult:
     """Export `model` (an AmodalRCNN with `forward_export`) to `out_path` and verify it.
 
@@ -98,6 +102,8 @@ def export_model(
         opset: ONNX opset, >= 11.
         verify: run the ONNX Runtime vs PyTorch parity check (raises ParityError on mismatch).
         parity_sizes: (height, width) frames for the check; default: the export size and another.
+        budget: the test-time budget the model was set to (`training.export.budget`), recorded in the
+            metadata (`mtl_grasp.test_budget`) for the record; the graph already has it baked in.
     """
     if not hasattr(model, "forward_export"):
         raise ValueError(f"model: expected an AmodalRCNN with forward_export(), got {type(model).__name__}")
@@ -116,14 +122,7 @@ def export_model(
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            _trace_to_onnx(model, rgb, depth, tmp, opset)
-            proto = onnx.load(str(tmp))
-            del proto.metadata_props[:]
-            for key, value in metadata.to_dict().items():
-                proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
-            proto.doc_string = "mtl_grasp RGB-D amodal instance segmentation (see mtl_grasp/contract.py)"
-            onnx.checker.check_model(proto, full_check=True)
-            onnx.save(proto, str(tmp))
+            _write_onnx(model, rgb, depth, tmp, opset, metadata, budget)
             result = ExportResult(path=out_path, metadata=metadata, opset=opset)
             if verify:
                 result.parity = check_parity(model, tmp, parity_sizes or default_parity_sizes(hw), tolerances)
@@ -135,6 +134,32 @@ def export_model(
     finally:
         model.train(was_training)
     return result
+
+
+def _write_onnx(
+    model: nn.Module,
+    rgb: torch.Tensor,
+    depth: torch.Tensor,
+    path: Path,
+    opset: int,
+    metadata: ModelMetadata,
+    budget: dict[str, float | int] | None,
+) -> None:
+    """Trace to `path`, apply the graph rewrites, embed the metadata and run the full ONNX checker."""
+    _trace_to_onnx(model, rgb, depth, path, opset)
+    proto = onnx.load(str(path))
+    rewritten = conv_transpose_2x2_to_conv(proto)
+    log.info("rewrote %d 2x2 ConvTranspose nodes as Conv + DepthToSpace", rewritten)
+    del proto.metadata_props[:]
+    for key, value in metadata.to_dict().items():
+        proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    if budget:
+        proto.metadata_props.append(
+            onnx.StringStringEntryProto(key=META_TEST_BUDGET, value=json.dumps(budget, sort_keys=True))
+        )
+    proto.doc_string = "mtl_grasp RGB-D amodal instance segmentation (see mtl_grasp/contract.py)"
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
 
 
 def _merge_levels_by_gather(levels: Tensor, unmerged_results: list[Tensor]) -> Tensor:

@@ -2,7 +2,7 @@
 with pycocotools (COCO mAP/mAR for amodal boxes, visible and amodal masks; occlusion accuracy).
 
 Boxes and 28x28 ROI masks come out at the network input size S; they are mapped back to the camera
-image with `mtl_grasp.runtime.postprocess` (`boxes_to_image`, `paste_masks`), the same functions the
+image with `mtl_grasp.runtime.postprocess.decode`, the same decoding the
 ONNX `Detector` uses, so a checkpoint and its export evaluate identically. The metrics themselves are
 `mtl_grasp.evaluation.evaluate` against the COCO JSON of `mtl_grasp.data.coco` (full resolution).
 """
@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtl_grasp.contract import OUTPUT_NAMES
 from mtl_grasp.evaluation import OCCLUSION_KEYS, evaluate, metric_keys
-from mtl_grasp.runtime.postprocess import boxes_to_image, paste_masks
+from mtl_grasp.runtime.postprocess import decode
 from training.data.dataset import MetaGraspNetDataset
 from training.engine.step import autocast_context
 
@@ -28,16 +29,13 @@ def _np(t: torch.Tensor) -> np.ndarray:
 def _to_prediction(
     out: Mapping[str, torch.Tensor], size: int, height: int, width: int
 ) -> dict[str, np.ndarray]:
-    """One image's eval-mode output at input size `size` -> the evaluation dict at height x width."""
-    boxes = boxes_to_image(_np(out["boxes"]), size / width, size / height)
-    return {
-        "boxes": boxes,
-        "scores": _np(out["scores"]),
-        "labels": out["labels"].detach().cpu().numpy().astype(np.int64),
-        "visible_masks": paste_masks(boxes, _np(out["visible_masks"]), height, width),
-        "amodal_masks": paste_masks(boxes, _np(out["amodal_masks"]), height, width),
-        "occlusion": _np(out["occlusion"]),
-    }
+    """One image's eval-mode output at input size `size` -> the evaluation dict at height x width.
+
+    Decoded by `mtl_grasp.runtime.postprocess.decode`, the ONNX Detector's decoding (all detections
+    kept: mAP integrates over every score).
+    """
+    outputs = {name: _np(out[name]) for name in OUTPUT_NAMES}  # float32 (also under bf16 autocast)
+    return decode(outputs, height, width, None, scale_x=size / width, scale_y=size / height).to_prediction()
 
 
 @torch.no_grad()

@@ -1,0 +1,202 @@
+"""INT8 static quantisation of an exported model with onnxruntime's quantisation tools.
+
+    python -m training export --checkpoint CKPT --out model_int8.onnx --quantize int8 --calibration DATA
+
+What is done (onnxruntime.quantization.quantize_static):
+- QDQ format: QuantizeLinear/DequantizeLinear pairs around the quantised ops, which onnxruntime's CPU
+  provider fuses into int8 kernels at session start (graph optimisation "all") and TensorRT reads as
+  explicit quantisation (its INT8 engines need no calibration table then).
+- Weights int8, symmetric, per output channel; activations uint8, asymmetric, per tensor (U8S8: the
+  combination onnxruntime's x86 kernels (AVX2 / AVX-512 VNNI) are fastest at).
+- Only convolutions (Conv, ConvTranspose) and matrix products (Gemm, MatMul) are quantised: they are
+  ~88 % of the kernel time (docs/benchmarks.md, "Runtime: profile"). Box decoding, NMS, ROI Align,
+  top-k and the sigmoid/softmax outputs stay float32, so boxes and probabilities keep their float
+  semantics.
+- Calibration: activation ranges from running the float model on frames of the training data
+  (`calibration_frames`: the views of a MetaGraspNet-layout folder, pre-processed exactly as the
+  `Detector` does), with MinMax (default) or percentile ranges.
+The result carries the float model's mtl_grasp metadata plus `mtl_grasp.quantization`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from mtl_grasp.contract import INPUT_DEPTH, INPUT_RGB, META_QUANTIZATION
+
+log = logging.getLogger(__name__)
+
+QUANTIZATION_TAG = "int8-qdq-per-channel"
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+
+
+@dataclass(frozen=True)
+class CalibrationFrame:
+    """One pre-processed network input (the contract's [1,3,H,W] rgb and [1,1,H,W] depth)."""
+
+    rgb: np.ndarray
+    depth: np.ndarray
+
+
+def _pick_views(root: str | os.PathLike, split: str | None, max_frames: int) -> list:
+    """Up to `max_frames` views of `split` under `root` (all views when it has no such split), spread
+    evenly over the views."""
+    from mtl_grasp.data.errors import DataError
+    from mtl_grasp.data.reader import discover_views, select_split
+
+    if max_frames < 1:
+        raise ValueError(f"max_frames: expected >= 1, got {max_frames}")
+    if not Path(root).is_dir():
+        raise ValueError(f"calibration: no such directory {str(root)!r}")
+    views = discover_views(root)
+    if not views:
+        raise ValueError(f"calibration: no views (MetaGraspNet layout) under {str(root)!r}")
+    with contextlib.suppress(DataError):  # no such split in this folder: use every view
+        views = select_split(views, split) or views
+    picks = np.unique(np.linspace(0, len(views) - 1, min(max_frames, len(views))).round().astype(int))
+    return [views[int(i)] for i in picks]
+
+
+def camera_frames(
+    root: str | os.PathLike, max_frames: int = 8, split: str | None = "val"
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(rgb uint8, depth metres) camera frames of up to `max_frames` views (the parity check's frames)."""
+    from mtl_grasp.data.reader import load_view
+
+    samples = [load_view(ref) for ref in _pick_views(root, split, max_frames)]
+    return [(s.rgb, s.depth) for s in samples]
+
+
+def calibration_frames(
+    root: str | os.PathLike,
+    max_frames: int = 16,
+    inference_size: int | None = None,
+    keep_aspect: bool = False,
+    split: str | None = "train",
+) -> list[CalibrationFrame]:
+    """Network inputs of up to `max_frames` views of `root` (training split when the folder has one).
+
+    Frames are spread evenly over the views and pre-processed with `mtl_grasp.runtime.preprocess.prepare`
+    at `inference_size` (None: camera resolution), as the Detector will see them.
+    """
+    from mtl_grasp.runtime.preprocess import prepare
+
+    frames = []
+    for rgb, depth in camera_frames(root, max_frames, split):
+        x = prepare(rgb, depth, inference_size, True, keep_aspect)
+        frames.append(CalibrationFrame(x.rgb, x.depth))
+    return frames
+
+
+class _Reader:
+    """onnxruntime `CalibrationDataReader` over a list of frames, with the `__len__`/`set_range` that
+    onnxruntime's strided calibration uses to calibrate one frame at a time (bounded memory: the
+    augmented model outputs every quantised tensor, ~0.5-2 GB per 640x480 frame of the default model)."""
+
+    def __init__(self, frames: Sequence[CalibrationFrame]) -> None:
+        self._frames = list(frames)
+        self._it: Iterator[CalibrationFrame] = iter(self._frames)
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._it = iter(self._frames[start_index:end_index])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        frame = next(self._it, None)
+        return None if frame is None else {INPUT_RGB: frame.rgb, INPUT_DEPTH: frame.depth}
+
+    def rewind(self) -> None:
+        self._it = iter(self._frames)
+
+
+def _calibration_method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
+    if name not in methods:
+        raise ValueError(f"calibration_method: expected one of {list(methods)}, got {name!r}")
+    return methods[name]
+
+
+def quantize_int8(
+    float_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    frames: Sequence[CalibrationFrame],
+    calibration_method: str = "minmax",
+    per_channel: bool = True,
+    exclude_nodes: Sequence[str] = (),
+) -> Path:
+    """Write the INT8 (QDQ) version of the float ONNX model `float_path` to `out_path` (atomically).
+
+    `frames`: calibration inputs (`calibration_frames`). `exclude_nodes`: node names to keep float.
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not frames:
+        raise ValueError("frames: expected at least one calibration frame")
+    method = _calibration_method(calibration_method)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
+        # onnxruntime's recommended pre-processing (basic graph optimisation + ONNX shape inference):
+        # among others it folds the Identity nodes through which the exporter shares equal bias
+        # tensors; a bias produced by a node instead of an initializer keeps onnxruntime from fusing
+        # DQ -> Conv -> Q into an int8 convolution (measured: the heads then ran in float with the
+        # Q/DQ cost on top). Symbolic shape inference is skipped: it cannot follow the data-dependent
+        # sizes of NMS and ROI selection, and quantisation needs no shapes there.
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+        tmp_out = Path(tmp) / "int8.onnx"
+        quantize_static(
+            str(prepared),
+            str(tmp_out),
+            _Reader(frames),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(exclude_nodes),
+            calibrate_method=method,
+            extra_options={
+                "WeightSymmetric": True,
+                "ActivationSymmetric": False,
+                # One frame per calibration step, ranges merged in between (bounded memory). Not
+                # CalibMaxIntermediateOutputs: onnxruntime 1.32's MinMax calibrator drops the
+                # collected outputs there without merging them ("No data is collected").
+                "CalibStridedMinMax": 1,
+                "CalibPercentile": 99.999,
+            },
+        )
+        proto = onnx.load(str(tmp_out))
+        _copy_metadata(onnx.load(str(float_path), load_external_data=False), proto)
+        onnx.save(proto, str(tmp_out))
+        os.replace(tmp_out, out_path)
+    return out_path
+
+
+def _copy_metadata(source: onnx.ModelProto, target: onnx.ModelProto) -> None:
+    """The float model's metadata_props (mtl_grasp contract) plus the quantisation tag."""
+    del target.metadata_props[:]
+    for prop in source.metadata_props:
+        if prop.key != META_QUANTIZATION:
+            target.metadata_props.append(onnx.StringStringEntryProto(key=prop.key, value=prop.value))
+    target.metadata_props.append(onnx.StringStringEntryProto(key=META_QUANTIZATION, value=QUANTIZATION_TAG))
+    target.doc_string = source.doc_string + f" ({QUANTIZATION_TAG})"
