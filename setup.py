@@ -23,6 +23,11 @@ TRAIN = [
     "matplotlib>=3.8",
     "scipy>=1.11",
 ]
+# The corruption robustness evaluation (docs/robustness.md): the 15 common image corruptions of
+# Hendrycks & Dietterich from `imagecorruptions`. The maintained fork `imagecorruptions-imaug` (same
+# `imagecorruptions` module and corruption definitions) is used because `imagecorruptions` 1.1.2 (2020, the
+# last release) fails on current numpy / scikit-image / setuptools; see docs/robustness.md.
+ROBUSTNESS = ["imagecorruptions-imaug>=1.1.5", "scikit-image>=0.22", "numba>=0.60"]
 ROS = [
     "ros-kilted-rclpy[fastrtps]",
     "ros-kilted-sensor-msgs",
@@ -71,8 +76,9 @@ setup(
     python_requires=">=3.10",
     install_requires=RUNTIME,
     extras_require={
-        "train": TRAIN,
+        "train": TRAIN + ROBUSTNESS,
         "data": DATA,
+        "robustness": ROBUSTNESS,
         "ros": ROS,
         "ros-build": ROS_BUILD,
         "dev": DEV,

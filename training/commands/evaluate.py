@@ -1,4 +1,5 @@
-"""`python -m training evaluate`: COCO metrics of a checkpoint (or an exported ONNX model) on a split."""
+"""`python -m training evaluate`: COCO metrics of a checkpoint (or an exported ONNX model) on a split,
+clean or under image / depth-sensor corruptions (`--corruptions`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "COCO BBox/VMask/AMask mAP/mAR + occlusion accuracy/F1 of a checkpoint or ONNX model"
+HELP = "COCO BBox/VMask/AMask mAP/mAR + occlusion accuracy/F1 of a checkpoint or ONNX model (+ corruptions)"
 DESCRIPTION = """\
 Evaluate on a MetaGraspNet-layout dataset split against its COCO ground truth (mtl_grasp.data.coco):
 
@@ -16,22 +17,40 @@ Evaluate on a MetaGraspNet-layout dataset split against its COCO ground truth (m
 
 Both paths paste masks with mtl_grasp.runtime.postprocess, so a checkpoint and its export give the
 same numbers up to numerical noise. The ONNX path feeds camera-resolution frames to the Detector, which
-resizes them to the model's training size like the node does."""
+resizes them to the model's training size like the node does; float32 and INT8 models alike.
+
+Robustness (docs/robustness.md): --corruptions evaluates clean and under every corruption x severity:
+the 15 common image corruptions of `imagecorruptions` on RGB and 5 depth-sensor corruptions.
+
+  python -m training evaluate --checkpoint runs/x --data data/synth --corruptions            # all, 1..5
+  python -m training evaluate --onnx model.onnx --data data/synth --corruptions rgb --severities 1,3,5
+  python -m training evaluate --onnx model.onnx --data data/synth --corruptions fog,depth_noise
+
+It writes robustness.json / .csv / .md and robustness.png (heat maps) into --robustness-dir (default:
+RUN_DIR/robustness for a checkpoint, <model>_robustness/ next to an ONNX file); the sweep report
+(`python -m training report`) reads RUN_DIR/robustness/robustness.json into its robustness table."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="training checkpoint (.pt) or run directory")
-    src.add_argument("--onnx", help="exported model (python -m training export)")
+    src.add_argument("--onnx", help="exported model (python -m training export), float32 or INT8")
     parser.add_argument("--data", required=True, help="dataset root (MetaGraspNet layout)")
     parser.add_argument("--split", default="val", help="split name (default: val)")
     parser.add_argument("--splits-file", default=None, help="split file (default: <data>/splits.json)")
-    parser.add_argument("--out", default=None, help="write the metrics as JSON here")
+    parser.add_argument("--out", default=None, help="write the (clean) metrics as JSON here")
     parser.add_argument("--max-images", type=int, default=0, help="only the first N images (0 = all)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument(
         "--score-threshold", type=float, default=0.05, help="ONNX path: Detector score threshold"
     )
+    parser.add_argument(
+        "--corruptions", nargs="?", const="all", default=None, metavar="SPEC",
+        help="evaluate under corruptions: all (default when given), rgb, depth, or comma-separated names",
+    )  # fmt: skip
+    parser.add_argument("--severities", default="1,2,3,4,5", help="--corruptions: severities in 1..5")
+    parser.add_argument("--seed", type=int, default=0, help="--corruptions: seed of the corruptions")
+    parser.add_argument("--robustness-dir", default=None, help="--corruptions: output folder")
 
 
 def _evaluate_checkpoint(args: argparse.Namespace) -> dict[str, float]:
@@ -55,7 +74,22 @@ def _onnx_detector(args: argparse.Namespace):
     from mtl_grasp.runtime.detector import Detector
 
     # Same geometry as the checkpoint path: the dataset squashes every frame to the training size.
-    return Detector(args.onnx, score_threshold=args.score_threshold, inference_size="train", keep_aspect=False)
+    return Detector(
+        args.onnx, score_threshold=args.score_threshold, inference_size="train", keep_aspect=False
+    )
+
+
+def _torch_predictor(args: argparse.Namespace):
+    """The checkpoint behind the Detector's frame interface (same pre-processing and decoding)."""
+    from training.engine.build import select_device
+    from training.export import load_checkpoint, metadata_from_config
+    from training.export.predictor import TorchFramePredictor
+
+    model, config = load_checkpoint(args.checkpoint)
+    meta = metadata_from_config(config)
+    return TorchFramePredictor(
+        model, meta.class_names, meta.train_image_size, keep_aspect=False, device=select_device(args.device)
+    )
 
 
 def _evaluate_onnx(args: argparse.Namespace) -> dict[str, float]:
@@ -64,10 +98,47 @@ def _evaluate_onnx(args: argparse.Namespace) -> dict[str, float]:
     return evaluate_dataset(_onnx_detector(args), args.data, args.split, args.splits_file, args.max_images)
 
 
+def _robustness_dir(args: argparse.Namespace) -> Path:
+    if args.robustness_dir:
+        return Path(args.robustness_dir)
+    if args.onnx:
+        return Path(args.onnx).with_name(Path(args.onnx).stem + "_robustness")
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        return path / "robustness"
+    return (path.parent.parent if path.parent.name == "checkpoints" else path.parent) / "robustness"
+
+
+def _evaluate_corruptions(args: argparse.Namespace) -> dict[str, float]:
+    from mtl_grasp.evaluation.corruptions import parse_corruptions, parse_severities
+    from mtl_grasp.evaluation.dataset import dataset_gt, dataset_views, load_frames
+    from mtl_grasp.evaluation.robustness import corruption_sweep, markdown_tables, write_robustness
+    from training.diagnostics.robustness import plot_heatmap
+
+    try:
+        corruptions = parse_corruptions(args.corruptions)
+        severities = parse_severities(args.severities)
+    except ValueError as exc:
+        raise ValueError(f"--{str(exc)}") from exc  # "--corruptions: ..." / "--severities: ..."
+    predictor = _onnx_detector(args) if args.onnx else _torch_predictor(args)
+    views = dataset_views(args.data, args.split, args.splits_file, args.max_images)
+    gt = dataset_gt(args.data, views, args.split)
+    result = corruption_sweep(predictor, load_frames(views), gt, corruptions, severities, args.seed)
+    out = _robustness_dir(args)
+    paths = write_robustness(result, out)
+    plot = plot_heatmap(result, out / "robustness.png")
+    print("\n".join(markdown_tables(result)))
+    print(f"wrote {paths['json']}, {paths['csv']}, {paths['md']}, {plot}")
+    return result.clean
+
+
 def run(args: argparse.Namespace) -> int:
     if not Path(args.data).is_dir():
         raise FileNotFoundError(f"--data: no such directory {args.data!r}")
-    metrics = _evaluate_checkpoint(args) if args.checkpoint else _evaluate_onnx(args)
+    if args.corruptions is not None:
+        metrics = _evaluate_corruptions(args)
+    else:
+        metrics = _evaluate_checkpoint(args) if args.checkpoint else _evaluate_onnx(args)
     for key in ("bbox", "vmask", "amask"):
         print(f"{key:6s} mAP {metrics[f'{key}/mAP']:.4f}  AP50 {metrics[f'{key}/AP50']:.4f}  "
               f"AP75 {metrics[f'{key}/AP75']:.4f}  mAR {metrics[f'{key}/mAR']:.4f}")

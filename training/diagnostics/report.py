@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from training.diagnostics.ranking import RankingSimilarity, ranking_similarity
+from training.diagnostics.robustness import robustness_section
 from training.diagnostics.runs import (
     SUMMARY_METRICS,
     TASK_METRICS,
@@ -497,7 +498,10 @@ def write_report(
     write("table_ranking.md", rank_md)
     plots = _plots(groups, base, keys, signed, out)
     report.files += [path for _, path in plots]
-    write("report.md", _report_md(groups, base, baseline, (bench_md, levels_md, rank_md), plots))
+    robust_md, robust = robustness_section(groups)  # training/diagnostics/robustness.py
+    write("table_robustness.md", robust_md)
+    report_md = _report_md(groups, base, baseline, (bench_md, levels_md, rank_md), plots)
+    write("report.md", report_md + "\n## Robustness under corruptions\n\n" + robust_md)
     report.data = {
         "baseline": base.label if base else None,
         "threshold": threshold,
@@ -510,6 +514,7 @@ def write_report(
         "benchmark": bench,
         "levels": levels,
         "ranking_similarity": rank,
+        "robustness": robust,
     }
     write("report.json", json.dumps(_jsonable(report.data), indent=2))
     return report

@@ -8,10 +8,10 @@ What is done (onnxruntime.quantization.quantize_static):
   explicit quantisation (its INT8 engines need no calibration table then).
 - Weights int8, symmetric, per output channel; activations uint8, asymmetric, per tensor (U8S8: the
   combination onnxruntime's x86 kernels (AVX2 / AVX-512 VNNI) are fastest at).
-- Only convolutions (Conv, ConvTranspose) and matrix products (Gemm, MatMul) are quantised: they are
-  ~88 % of the kernel time (docs/benchmarks.md, "Runtime: profile"). Box decoding, NMS, ROI Align,
-  top-k and the sigmoid/softmax outputs stay float32, so boxes and probabilities keep their float
-  semantics.
+- Only convolutions (Conv, ConvTranspose), matrix products (Gemm, MatMul) and the Concats that join
+  feature maps (`feature_concats`) are quantised: the convolutions are ~88 % of the kernel time
+  (docs/benchmarks.md, "Runtime"). Box decoding, NMS, ROI Align, top-k and the sigmoid/softmax
+  outputs stay float32, so boxes and probabilities keep their float semantics.
 - Calibration: activation ranges from running the float model on frames of the training data
   (`calibration_frames`: the views of a MetaGraspNet-layout folder, pre-processed exactly as the
   `Detector` does), with MinMax (default) or percentile ranges.
@@ -36,7 +36,7 @@ from mtl_grasp.contract import INPUT_DEPTH, INPUT_RGB, META_QUANTIZATION
 log = logging.getLogger(__name__)
 
 QUANTIZATION_TAG = "int8-qdq-per-channel"
-QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Concat")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
@@ -121,6 +121,26 @@ class _Reader:
         self._it = iter(self._frames)
 
 
+def feature_concats(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
+    """(Concat nodes joining feature maps, other Concat nodes) of `model`.
+
+    Feature concats (the fusion of the two backbones, the guidance of the task heads) join outputs of
+    convolutions / ReLUs / ROI Align: quantising them lets onnxruntime run them on uint8 between two
+    int8 convolutions instead of dequantising and requantising around a float Concat. Every other
+    Concat (shapes, boxes, scores) must stay float.
+    """
+    producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    feature_ops = {"Conv", "Relu", "RoiAlign", "Concat", "Gather", "MaxPool", "Add", "DepthToSpace"}
+    features, others = [], []
+    for node in model.graph.node:
+        if node.op_type != "Concat":
+            continue
+        inputs = [producer.get(i) for i in node.input]
+        is_feature = all(op in feature_ops for op in inputs) and any(op in ("Conv", "Relu") for op in inputs)
+        (features if is_feature else others).append(node.name)
+    return features, others
+
+
 def _calibration_method(name: str):
     from onnxruntime.quantization import CalibrationMethod
 
@@ -164,6 +184,7 @@ def quantize_int8(
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
         tmp_out = Path(tmp) / "int8.onnx"
+        _, other_concats = feature_concats(onnx.load(str(prepared), load_external_data=False))
         quantize_static(
             str(prepared),
             str(tmp_out),
@@ -173,7 +194,7 @@ def quantize_int8(
             per_channel=per_channel,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(exclude_nodes),
+            nodes_to_exclude=list(exclude_nodes) + other_concats,
             calibrate_method=method,
             extra_options={
                 "WeightSymmetric": True,
