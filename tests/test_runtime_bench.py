@@ -38,3 +38,21 @@ def test_bench_runtime_rejects_bad_arguments(capsys: pytest.CaptureFixture) -> N
     assert "--sizes: expected entries like 512x512" in capsys.readouterr().err
     assert cli_main(["bench", "runtime", "--set", "fpn_channels"]) == 2
     assert "--set: expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_bench_runtime_int8_side_by_side_with_profile(capsys: pytest.CaptureFixture) -> None:
+    args = ["bench", "runtime", "--sizes", "64x64", "--iters", "2", "--warmup", "0", "--int8", "--no-eager",
+            "--budget", "proposals=30,detections=5", "--compare-session", "graph_optimization=basic",
+            "--profile"]  # fmt: skip
+    for override in ("image_size=64", "fpn_channels=32", "head_channels=32", "box_fc_dim=64"):
+        args += ["--set", override]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^\s*64x64\s+(runtime CPU \S+(?: \[[^\]]+\])?)\s+([\d.]+)\s+([\d.]+)", out, re.M)
+    assert [name for name, *_ in rows] == [
+        "runtime CPU fp32", "runtime CPU fp32 [graph_optimization=basic]",
+        "runtime CPU int8", "runtime CPU int8 [graph_optimization=basic]",
+    ]  # fmt: skip
+    assert "budget {'proposals': 30, 'detections': 5}" in out
+    # the profile: one table per model, stages of the network with their share of the kernel time
+    assert out.count("| **total** |") == 2 and "box head on proposals" in out and "backbones" in out

@@ -50,6 +50,17 @@ def paste_masks(
     crop), so the cost grows with box area, not with N x image area. Degenerate boxes (width or height
     <= 0) give empty masks.
     """
+    boxes, roi_masks = _check_paste_args(boxes, roi_masks, height, width)
+    out = np.zeros((boxes.shape[0], height, width), dtype=bool)
+    masks = roi_masks.astype(np.float32, copy=False)
+    for i in range(boxes.shape[0]):
+        _paste_one(masks[i], boxes[i], out[i], threshold)
+    return out
+
+
+def _check_paste_args(
+    boxes: object, roi_masks: object, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
     boxes = np.asarray(boxes, dtype=np.float64)
     roi_masks = np.asarray(roi_masks)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
@@ -64,37 +75,37 @@ def paste_masks(
         )
     if height <= 0 or width <= 0:
         raise ValueError(f"height, width: expected positive image size, got {height}x{width}")
-    out = np.zeros((boxes.shape[0], height, width), dtype=bool)
-    if boxes.shape[0] == 0:
-        return out
-    m = roi_masks.shape[1]
-    masks = roi_masks.astype(np.float32, copy=False)
-    for i in range(boxes.shape[0]):
-        bx1, by1, bx2, by2 = boxes[i]
-        bw, bh = bx2 - bx1, by2 - by1
-        if not (bw > 0 and bh > 0 and math.isfinite(bw) and math.isfinite(bh)):
-            continue
-        # Crop = pixels whose centres can receive a non-zero sample (one pixel of margin).
-        x0, y0 = max(0, math.floor(bx1) - 1), max(0, math.floor(by1) - 1)
-        x1, y1 = min(width, math.ceil(bx2) + 1), min(height, math.ceil(by2) + 1)
-        if x1 <= x0 or y1 <= y0:
-            continue
-        sx, sy = bw / m, bh / m
-        # Mask cell j has its centre at image x = bx1 + (j + 0.5) * sx; cv2 puts pixel x's centre at
-        # integer x - 0.5 in continuous coordinates, hence the -0.5, and the crop origin shifts by x0.
-        affine = np.array(
-            [[sx, 0.0, bx1 + 0.5 * sx - 0.5 - x0], [0.0, sy, by1 + 0.5 * sy - 0.5 - y0]], dtype=np.float64
-        )
-        crop = cv2.warpAffine(
-            masks[i],
-            affine,
-            (x1 - x0, y1 - y0),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0.0,
-        )
-        np.greater_equal(crop, threshold, out=out[i, y0:y1, x0:x1])
-    return out
+    return boxes, roi_masks
+
+
+def _paste_one(mask: np.ndarray, box: np.ndarray, out: np.ndarray, threshold: float) -> None:
+    """Paste one M x M probability grid into `out` (bool H x W) over its box's neighbourhood."""
+    height, width = out.shape
+    m = mask.shape[0]
+    bx1, by1, bx2, by2 = box
+    bw, bh = bx2 - bx1, by2 - by1
+    if not (bw > 0 and bh > 0 and math.isfinite(bw) and math.isfinite(bh)):
+        return
+    # Crop = pixels whose centres can receive a non-zero sample (one pixel of margin).
+    x0, y0 = max(0, math.floor(bx1) - 1), max(0, math.floor(by1) - 1)
+    x1, y1 = min(width, math.ceil(bx2) + 1), min(height, math.ceil(by2) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return
+    sx, sy = bw / m, bh / m
+    # Mask cell j has its centre at image x = bx1 + (j + 0.5) * sx; cv2 puts pixel x's centre at
+    # integer x - 0.5 in continuous coordinates, hence the -0.5, and the crop origin shifts by x0.
+    affine = np.array(
+        [[sx, 0.0, bx1 + 0.5 * sx - 0.5 - x0], [0.0, sy, by1 + 0.5 * sy - 0.5 - y0]], dtype=np.float64
+    )
+    crop = cv2.warpAffine(
+        mask,
+        affine,
+        (x1 - x0, y1 - y0),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0.0,
+    )
+    np.greater_equal(crop, threshold, out=out[y0:y1, x0:x1])
 
 
 def select(scores: np.ndarray, score_threshold: float, max_instances: int) -> np.ndarray:

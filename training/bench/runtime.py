@@ -73,6 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="onnxruntime session option (mtl_grasp.runtime.session.SessionConfig), repeatable",
     )  # fmt: skip
     parser.add_argument(
+        "--compare-session", action="append", default=[], metavar="KEY=VALUE[;KEY=VALUE]",
+        help="add a runtime path per model with these session options changed (side by side), repeatable",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-eager", action="store_true", help="skip PyTorch eager (ratios vs float32 runtime)"
     )
     parser.add_argument(
@@ -244,14 +248,18 @@ def _paths_for_size(model, models: dict[str, Path], h: int, w: int, args) -> dic
         paths[EAGER] = _eager_call(model, rgb, depth, args)
     session = _overrides(args.session, "--session")
     session.setdefault("intra_op_threads", args.threads)
+    variants = {"": session}
+    for item in args.compare_session:
+        variants[f" [{item}]"] = {**session, **_overrides(item.split(";"), "--compare-session")}
     for provider in _providers(args):
         for kind, path in models.items():
-            det = Detector(
-                path, providers=provider, score_threshold=args.score_threshold, fp16=args.fp16,
-                session=session, warmup=(h, w),
-            )  # fmt: skip
-            name = det.providers[0].replace("ExecutionProvider", "")
-            paths[f"runtime {name} {kind}"] = _runtime_call(det, rgb, depth)
+            for label, options in variants.items():
+                det = Detector(
+                    path, providers=provider, score_threshold=args.score_threshold, fp16=args.fp16,
+                    session=options, warmup=(h, w),
+                )  # fmt: skip
+                name = det.providers[0].replace("ExecutionProvider", "")
+                paths[f"runtime {name} {kind}{label}"] = _runtime_call(det, rgb, depth)
     return paths
 
 
@@ -265,7 +273,7 @@ def _print_size(h: int, w: int, paths, totals, nets, cpus) -> None:
         vs_eager = f"{p50 / percentiles(totals[base_eager])[0]:6.2f}" if base_eager else f"{'-':>6}"
         vs_fp32 = p50 / percentiles(totals[base_fp32])[0]
         print(
-            f"{h:>4}x{w:<4} {name:<28} {p50:8.1f} {p95:8.1f} {percentiles(nets[name])[0]:8.1f} "
+            f"{h:>4}x{w:<4} {name:<44} {p50:8.1f} {p95:8.1f} {percentiles(nets[name])[0]:8.1f} "
             f"{vs_eager} {vs_fp32:6.2f} {cpu50:8.1f}"
         )
 
@@ -300,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         models = _export_variants(model, metadata, Path(tmp), args, sizes)
         header = (
-            f"{'size':>9} {'path':<28} {'p50 ms':>8} {'p95 ms':>8} {'net p50':>8} {'/eager':>6} "
+            f"{'size':>9} {'path':<44} {'p50 ms':>8} {'p95 ms':>8} {'net p50':>8} {'/eager':>6} "
             f"{'/fp32':>6} {'cpu p50':>8}"
         )
         print(header)

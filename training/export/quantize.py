@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,17 @@ from mtl_grasp.contract import INPUT_DEPTH, INPUT_RGB, META_QUANTIZATION
 log = logging.getLogger(__name__)
 
 QUANTIZATION_TAG = "int8-qdq-per-channel"
+# Kept float32 by default: the layers that produce the outputs (RPN objectness / deltas, box class
+# scores / deltas, mask logits, occlusion classifier) and each backbone's first convolution, which
+# sees the raw normalised RGB / depth. They are < 3 % of the FLOPs; quantising them cost accuracy
+# on the trained demo model (docs/benchmarks.md, "Runtime: accuracy").
+FLOAT_LAYERS = (
+    r"/rpn/head/(cls_logits|bbox_pred)",
+    r"/roi_heads/box_predictor/",
+    r"mask_fcn_logits",
+    r"/roi_heads/occlusion/classifier",
+    r"^/encoder/(rgb|depth)/conv1/",
+)
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Concat")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
@@ -160,11 +172,12 @@ def quantize_int8(
     frames: Sequence[CalibrationFrame],
     calibration_method: str = "minmax",
     per_channel: bool = True,
-    exclude_nodes: Sequence[str] = (),
+    float_layers: Sequence[str] = FLOAT_LAYERS,
 ) -> Path:
     """Write the INT8 (QDQ) version of the float ONNX model `float_path` to `out_path` (atomically).
 
-    `frames`: calibration inputs (`calibration_frames`). `exclude_nodes`: node names to keep float.
+    `frames`: calibration inputs (`calibration_frames`). `float_layers`: regexes of node names kept
+    float32 (default `FLOAT_LAYERS`; () quantises every convolution).
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -184,7 +197,11 @@ def quantize_int8(
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
         tmp_out = Path(tmp) / "int8.onnx"
-        _, other_concats = feature_concats(onnx.load(str(prepared), load_external_data=False))
+        prepared_model = onnx.load(str(prepared), load_external_data=False)
+        _, other_concats = feature_concats(prepared_model)
+        kept_float = [
+            n.name for n in prepared_model.graph.node if any(re.search(p, n.name) for p in float_layers)
+        ]
         quantize_static(
             str(prepared),
             str(tmp_out),
@@ -194,7 +211,7 @@ def quantize_int8(
             per_channel=per_channel,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(exclude_nodes) + other_concats,
+            nodes_to_exclude=kept_float + other_concats,
             calibrate_method=method,
             extra_options={
                 "WeightSymmetric": True,
