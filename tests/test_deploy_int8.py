@@ -124,3 +124,21 @@ def test_quantised_parity_check_refuses_a_model_without_confident_detections(dem
     # the float model against itself passes at any score (identical detections)
     report = check_quantized_parity(demo["fp32"], demo["fp32"], frames, QuantizedTolerances(min_score=0.0))
     assert report.matched == report.float_detections > 0 and report.extra == 0
+
+
+def test_int8_model_runs_through_the_ros_node(demo) -> None:
+    pytest.importorskip("rclpy")
+    pytest.importorskip("mtl_grasp_msgs.msg")
+    import os
+    import shutil
+
+    from mtl_grasp.data.reader import discover_views, select_split
+    from mtl_grasp.ros.demo import replay_and_detect
+
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    stream = demo["root"] / "stream"
+    for scene in sorted({v.scene for v in select_split(discover_views(demo["data"]), "val")})[:1]:
+        shutil.copytree(demo["data"] / scene, stream / scene, dirs_exist_ok=True)
+    frames = replay_and_detect(stream, demo["int8"], max_frames=1, providers=("cpu",), score_threshold=0.0)
+    assert len(frames) == 1 and (frames[0].height, frames[0].width) == (64, 64)
+    assert len(frames[0].instances) <= 30  # the INT8 model's 'fastest' budget, through the node

@@ -52,7 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep these nodes float32 too (regex on ONNX node names, e.g. /roi_heads/occlusion/)",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    parser.add_argument("--calibration-method", choices=("minmax", "percentile", "entropy"), default="minmax")
     parser.add_argument(
         "--quantize-all", action="store_true",
         help="also quantise the output layers and first convolutions (training.export.quantize.FLOAT_LAYERS)",
@@ -81,7 +80,7 @@ def _export_pair(ckpt: str, budget, tmp: Path, args: argparse.Namespace) -> dict
         args.calibration or args.data, args.calibration_frames, inference_size=meta.train_image_size
     )
     int8 = quantize_int8(
-        fp32, tmp / "int8.onnx", frames, calibration_method=args.calibration_method,
+        fp32, tmp / "int8.onnx", frames,
         float_layers=(() if args.quantize_all else FLOAT_LAYERS) + tuple(args.also_float),
     )  # fmt: skip
     return {"fp32": fp32, "int8": int8}

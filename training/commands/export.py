@@ -55,10 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--calibration-frames", type=int, default=16, help="frames used for calibration (default 16)"
     )
     parser.add_argument(
-        "--calibration-method", choices=("minmax", "percentile", "entropy"), default="minmax",
-        help="activation range estimation (default minmax)",
-    )  # fmt: skip
-    parser.add_argument(
         "--keep-float", default=None, help="--quantize int8: also write the float32 export to this path"
     )
 
@@ -136,7 +132,7 @@ def _quantize(float_path: Path, metadata, args: argparse.Namespace) -> None:
         frames = calibration_frames(
             args.calibration, args.calibration_frames, inference_size=size, keep_aspect=True
         )
-        out = quantize_int8(float_path, args.out, frames, calibration_method=args.calibration_method)
+        out = quantize_int8(float_path, args.out, frames)
         print(f"wrote {out} (INT8 QDQ, per-channel weights; {len(frames)} frames of {args.calibration})")
         if not args.no_verify:
             try:

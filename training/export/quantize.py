@@ -12,9 +12,10 @@ What is done (onnxruntime.quantization.quantize_static):
   feature maps (`feature_concats`) are quantised: the convolutions are ~88 % of the kernel time
   (docs/benchmarks.md, "Runtime"). Box decoding, NMS, ROI Align, top-k and the sigmoid/softmax
   outputs stay float32, so boxes and probabilities keep their float semantics.
-- Calibration: activation ranges from running the float model on frames of the training data
+- Calibration: MinMax activation ranges from running the float model on frames of the training data
   (`calibration_frames`: the views of a MetaGraspNet-layout folder, pre-processed exactly as the
-  `Detector` does), with MinMax (default) or percentile ranges.
+  `Detector` does). Not percentile / entropy: onnxruntime's histogram calibrators fail on the empty
+  head tensors of a frame without detections.
 The result carries the float model's mtl_grasp metadata plus `mtl_grasp.quantization`.
 """
 
@@ -49,7 +50,9 @@ FLOAT_LAYERS = (
     r"^/encoder/(rgb|depth)/conv1/",
 )
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Concat")
-CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+# MinMax only: onnxruntime's histogram calibrators (percentile, entropy) fail with "zero-size array to
+# reduction operation fmax" on the empty head tensors of a frame without detections.
+CALIBRATION_METHODS = ("minmax",)
 
 
 @dataclass(frozen=True)
@@ -156,11 +159,7 @@ def feature_concats(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
 def _calibration_method(name: str):
     from onnxruntime.quantization import CalibrationMethod
 
-    methods = {
-        "minmax": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
-        "entropy": CalibrationMethod.Entropy,
-    }
+    methods = {"minmax": CalibrationMethod.MinMax}
     if name not in methods:
         raise ValueError(f"calibration_method: expected one of {list(methods)}, got {name!r}")
     return methods[name]
@@ -220,7 +219,6 @@ def quantize_int8(
                 # CalibMaxIntermediateOutputs: onnxruntime 1.32's MinMax calibrator drops the
                 # collected outputs there without merging them ("No data is collected").
                 "CalibStridedMinMax": 1,
-                "CalibPercentile": 99.999,
             },
         )
         proto = onnx.load(str(tmp_out))
