@@ -9,14 +9,17 @@ See docs/runtime.md.
 
 from mtl_grasp.runtime.detections import Detections, Timings
 from mtl_grasp.runtime.detector import Detector, read_metadata
-from mtl_grasp.runtime.postprocess import paste_masks
+from mtl_grasp.runtime.postprocess import decode, paste_masks
 from mtl_grasp.runtime.preprocess import depth_to_metres
 from mtl_grasp.runtime.providers import resolve_providers
+from mtl_grasp.runtime.session import SessionConfig
 
 __all__ = [
     "Detections",
     "Detector",
+    "SessionConfig",
     "Timings",
+    "decode",
     "depth_to_metres",
     "paste_masks",
     "read_metadata",

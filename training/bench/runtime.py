@@ -73,6 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="onnxruntime session option (mtl_grasp.runtime.session.SessionConfig), repeatable",
     )  # fmt: skip
     parser.add_argument(
+        "--inference-size", type=int, default=None,
+        help="runtime paths resize frames so the longer side has this many pixels (Detector inference_size)",
+    )  # fmt: skip
+    parser.add_argument(
         "--compare-session", action="append", default=[], metavar="KEY=VALUE[;KEY=VALUE]",
         help="add a runtime path per model with these session options changed (side by side), repeatable",
     )  # fmt: skip
@@ -256,7 +260,7 @@ def _paths_for_size(model, models: dict[str, Path], h: int, w: int, args) -> dic
             for label, options in variants.items():
                 det = Detector(
                     path, providers=provider, score_threshold=args.score_threshold, fp16=args.fp16,
-                    session=options, warmup=(h, w),
+                    session=options, warmup=(h, w), inference_size=args.inference_size,
                 )  # fmt: skip
                 name = det.providers[0].replace("ExecutionProvider", "")
                 paths[f"runtime {name} {kind}{label}"] = _runtime_call(det, rgb, depth)

@@ -45,7 +45,7 @@ def plot_heatmap(result: RobustnessResult, path: str | Path, keys: Sequence[str]
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 

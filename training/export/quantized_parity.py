@@ -42,7 +42,7 @@ class QuantizedReport:
     float_detections: int = 0  # confident (>= min_score)
     int8_detections: int = 0  # confident (>= min_score)
     matched: int = 0
-    extra: int = 0  # confident INT8 detections without a float match
+    extra: int = 0  # confident INT8 detections with no float detection on the same object
     score_diffs: list[float] = field(default_factory=list)
     visible_ious: list[float] = field(default_factory=list)
     amodal_ious: list[float] = field(default_factory=list)
@@ -102,7 +102,12 @@ def compare_frame(ref, got, tol: QuantizedTolerances, report: QuantizedReport) -
         report.visible_ious.append(_mask_iou(ref.visible_masks[i], got.visible_masks[j]))
         report.amodal_ious.append(_mask_iou(ref.amodal_masks[i], got.amodal_masks[j]))
         report.occlusion_agree += bool(ref.occlusion[i] >= 0.5) == bool(got.occlusion[j] >= 0.5)
-    report.extra += sum(1 for j in conf_g if int(j) not in used)
+    # extra: a confident INT8 detection with no float detection (down to min_score - margin) on the
+    # same object; one whose float twin scored just under min_score is a score difference, not extra
+    cand_r = np.flatnonzero(ref.scores >= tol.min_score - tol.score_margin)
+    if len(conf_g):
+        back = _box_iou(got.boxes[conf_g], ref.boxes[cand_r]) if len(cand_r) else np.zeros((len(conf_g), 0))
+        report.extra += int((back.max(axis=1, initial=0.0) < tol.box_iou).sum())
 
 
 def judge(report: QuantizedReport, tol: QuantizedTolerances) -> QuantizedReport:
