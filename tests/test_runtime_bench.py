@@ -53,6 +53,17 @@ def test_bench_runtime_int8_side_by_side_with_profile(capsys: pytest.CaptureFixt
         "runtime CPU fp32", "runtime CPU fp32 [graph_optimization=basic]",
         "runtime CPU int8", "runtime CPU int8 [graph_optimization=basic]",
     ]  # fmt: skip
-    assert "budget {'proposals': 30, 'detections': 5}" in out
+    assert "{'proposals': 30, 'detections': 5}" in out
     # the profile: one table per model, stages of the network with their share of the kernel time
     assert out.count("| **total** |") == 2 and "box head on proposals" in out and "backbones" in out
+
+
+def test_bench_runtime_times_several_budgets_side_by_side(capsys: pytest.CaptureFixture) -> None:
+    args = ["bench", "runtime", "--sizes", "64x64", "--iters", "1", "--warmup", "0", "--no-eager",
+            "--budget", "proposals=30,detections=5", "--budget", "fastest"]  # fmt: skip
+    for override in ("image_size=64", "fpn_channels=16", "head_channels=16", "box_fc_dim=32"):
+        args += ["--set", override]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^\s*64x64\s+(runtime CPU fp32 \S+)\s+[\d.]+", out, re.M)
+    assert rows == ["runtime CPU fp32 proposals=30,detections=5", "runtime CPU fp32 fastest"]

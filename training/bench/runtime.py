@@ -65,8 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-frames", type=int, default=2, help="--int8: calibration frames")
     parser.add_argument(
         "--budget",
-        default=None,
-        help="test-time budget (config/runtime.yaml name or proposals=N,detections=N)",
+        action="append",
+        default=[],
+        help="test-time budget (config/runtime.yaml name or proposals=N,detections=N); repeatable: one "
+        "export per budget, all timed side by side (eager uses the last)",
     )
     parser.add_argument(
         "--session", action="append", default=[], metavar="KEY=VALUE",
@@ -184,7 +186,7 @@ def _build_model(args: argparse.Namespace):
 
     from mtl_grasp.contract import ModelMetadata
     from training.export import load_checkpoint, metadata_from_config
-    from training.export.budget import apply_budget, parse_budget
+    from training.export.budget import parse_budget
     from training.model.amodal_rcnn import AmodalRCNN, RandomInitWarning
     from training.model.config import ModelConfig
 
@@ -199,21 +201,38 @@ def _build_model(args: argparse.Namespace):
             model = AmodalRCNN(ModelConfig.from_dict({**ModelConfig().to_dict(), **overrides})).eval()
         metadata = ModelMetadata(train_image_size=model.config.image_size)
         source = f"random-init ModelConfig {overrides or '(defaults)'}"
-    if args.budget:
-        budget = parse_budget(args.budget)
+    budgets = [parse_budget(b) for b in args.budget]  # all parsed (and checked) before any export
+    if budgets:
+        source += ", budgets " + ", ".join(f"{n} {b.to_dict()}" for n, b in zip(args.budget, budgets))
+    return model, metadata, source, budgets
+
+
+def _export_budgets(model, metadata, tmp: Path, args: argparse.Namespace, sizes, budgets) -> dict[str, Path]:
+    """{"fp32[ budget]": path, "int8[ budget]": path, ...}: one export (and quantisation) per budget."""
+    from training.export.budget import apply_budget
+
+    if not budgets:
+        return _export_variants(model, metadata, tmp, args, sizes, "")
+    models: dict[str, Path] = {}
+    for name, budget in zip(args.budget, budgets):
         apply_budget(model, budget)
-        source += f", budget {budget.to_dict()}"
-    return model, metadata, source
+        sub = tmp / f"budget{len(models)}"
+        sub.mkdir()
+        suffix = f" {name}" if len(budgets) > 1 else ""
+        models.update(_export_variants(model, metadata, sub, args, sizes, suffix))
+    return models
 
 
-def _export_variants(model, metadata, tmp: Path, args: argparse.Namespace, sizes) -> dict[str, Path]:
-    """{"fp32": path[, "int8": path]} exported (and quantised) into `tmp`."""
+def _export_variants(
+    model, metadata, tmp: Path, args: argparse.Namespace, sizes, suffix: str
+) -> dict[str, Path]:
+    """{"fp32<suffix>": path[, "int8<suffix>": path]} exported (and quantised) into `tmp`."""
     from training.export import export_model
 
-    paths = {"fp32": tmp / "model.onnx"}
+    paths = {f"fp32{suffix}": tmp / "model.onnx"}
     t0 = time.perf_counter()
-    export_model(model, paths["fp32"], model.config.image_size, metadata, verify=False)
-    print(f"export: {time.perf_counter() - t0:.1f} s")
+    export_model(model, paths[f"fp32{suffix}"], model.config.image_size, metadata, verify=False)
+    print(f"export{suffix}: {time.perf_counter() - t0:.1f} s")
     if args.int8:
         from mtl_grasp.runtime.preprocess import prepare
         from training.export.parity import synthetic_frame
@@ -227,7 +246,7 @@ def _export_variants(model, metadata, tmp: Path, args: argparse.Namespace, sizes
                 x = prepare(*synthetic_frame(*sizes[i % len(sizes)], seed=100 + i))
                 frames.append(CalibrationFrame(x.rgb, x.depth))
         t0 = time.perf_counter()
-        paths["int8"] = quantize_int8(paths["fp32"], tmp / "model_int8.onnx", frames)
+        paths[f"int8{suffix}"] = quantize_int8(paths[f"fp32{suffix}"], tmp / "model_int8.onnx", frames)
         print(f"quantise (INT8 QDQ, {len(frames)} calibration frames): {time.perf_counter() - t0:.1f} s")
     return paths
 
@@ -270,7 +289,7 @@ def _paths_for_size(model, models: dict[str, Path], h: int, w: int, args) -> dic
 def _print_size(h: int, w: int, paths, totals, nets, cpus) -> None:
     names = list(paths)
     base_eager = EAGER if EAGER in paths else None
-    base_fp32 = next((n for n in names if n.endswith(" fp32")), names[0])
+    base_fp32 = next((n for n in names if n.startswith("runtime") and " fp32" in n), names[0])
     for name in names:
         p50, p95 = percentiles(totals[name])
         cpu50 = percentiles(cpus[name])[0]
@@ -303,14 +322,14 @@ def run(args: argparse.Namespace) -> int:
     sizes = _parse_sizes(args.sizes)
     _check_args(args)
     torch.set_num_threads(args.threads)
-    model, metadata, source = _build_model(args)
+    model, metadata, source, budgets = _build_model(args)
     print(f"model: {source}; torch {torch.__version__}, onnxruntime {ort.__version__}")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
         f"load average {os.getloadavg()[0]:.1f}, threads={args.threads}; iters={args.iters}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        models = _export_variants(model, metadata, Path(tmp), args, sizes)
+        models = _export_budgets(model, metadata, Path(tmp), args, sizes, budgets)
         header = (
             f"{'size':>9} {'path':<44} {'p50 ms':>8} {'p95 ms':>8} {'net p50':>8} {'/eager':>6} "
             f"{'/fp32':>6} {'cpu p50':>8}"
