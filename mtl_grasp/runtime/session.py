@@ -40,8 +40,9 @@ class SessionConfig:
         memory_arena: keep freed CPU buffers in onnxruntime's arena for reuse (dynamic shapes change
             every frame here, so the arena can also grow).
         memory_pattern: pre-plan allocations from the previous run's shapes (helps with fixed shapes).
-        spin_wait: let idle intra-op threads spin (lower latency on an idle machine, wasted CPU on a
-            shared one); onnxruntime's session config `session.intra_op.allow_spinning`.
+        spin_wait: let idle intra-op threads spin (onnxruntime's `session.intra_op.allow_spinning`,
+            on in onnxruntime). Off here: a robot's CPU is shared with other nodes, and on the shared
+            2-core machine spinning made the INT8 model 1.5x slower (docs/benchmarks.md, "Runtime").
     """
 
     graph_optimization: str = "all"
@@ -50,7 +51,7 @@ class SessionConfig:
     execution_mode: str = "sequential"
     memory_arena: bool = True
     memory_pattern: bool = True
-    spin_wait: bool = True
+    spin_wait: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("graph_optimization", self.graph_optimization, GRAPH_LEVELS)
