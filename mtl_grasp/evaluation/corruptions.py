@@ -105,7 +105,7 @@ def _stream(seed: int, name: str, severity: int, image_id: int) -> np.random.Gen
 
 def corrupt_rgb(rgb: np.ndarray, name: str, severity: int, rng: np.random.Generator) -> np.ndarray:
     """`imagecorruptions.corrupt` with the global numpy state seeded from `rng` (and restored)."""
-    from imagecorruptions import corrupt
+    from imagecorruptions import corrupt  # type: ignore[import-untyped]  # no stubs
 
     seed = int(rng.integers(2**31 - 1))
     state = np.random.get_state()

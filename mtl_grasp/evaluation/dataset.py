@@ -12,8 +12,8 @@ all run through here. Image ids are those of `mtl_grasp.data.coco.build_coco` on
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,9 +37,9 @@ def as_prediction(result: Any) -> Prediction:
 
 
 def dataset_views(
-    root: str | os.PathLike,
+    root: str | Path,
     split: str | None = None,
-    splits_file: str | os.PathLike | None = None,
+    splits_file: str | Path | None = None,
     max_images: int = 0,
 ) -> list:
     """The views (`ViewRef`) of `split` under `root`, only the first `max_images` (0 = all)."""
@@ -76,7 +76,7 @@ def predict_frames(
     return predictions
 
 
-def dataset_gt(root: str | os.PathLike, views: Sequence, split: str | None = None) -> dict[str, Any]:
+def dataset_gt(root: str | Path, views: Sequence, split: str | None = None) -> dict[str, Any]:
     """The class-agnostic COCO ground truth of exactly `views` (as `python -m training coco` builds it)."""
     from mtl_grasp.data.coco import build_coco
 
@@ -85,11 +85,11 @@ def dataset_gt(root: str | os.PathLike, views: Sequence, split: str | None = Non
 
 def evaluate_dataset(
     predictor: Predictor,
-    root: str | os.PathLike,
+    root: str | Path,
     split: str | None = None,
-    splits_file: str | os.PathLike | None = None,
+    splits_file: str | Path | None = None,
     max_images: int = 0,
-    gt: Mapping[str, Any] | str | os.PathLike | None = None,
+    gt: Mapping[str, Any] | str | Path | None = None,
 ) -> dict[str, float]:
     """COCO BBox / VMask / AMask metrics and occlusion accuracy/F1 of `predictor` on a dataset split.
 

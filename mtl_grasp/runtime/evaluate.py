@@ -29,9 +29,9 @@ EVAL_SCORE_THRESHOLD = 0.0
 
 def predict_dataset(
     detector: Detector,
-    root: str | os.PathLike,
+    root: str | Path,
     split: str | None = None,
-    splits_file: str | os.PathLike | None = None,
+    splits_file: str | Path | None = None,
 ) -> dict[int, dict[str, np.ndarray]]:
     """Predictions of `detector` for every view of `root` (or of `split`), keyed by COCO image id.
 
@@ -43,10 +43,10 @@ def predict_dataset(
 
 def evaluate_model(
     model_path: str | os.PathLike,
-    root: str | os.PathLike,
+    root: str | Path,
     split: str | None = None,
-    splits_file: str | os.PathLike | None = None,
-    gt: Mapping[str, Any] | str | os.PathLike | None = None,
+    splits_file: str | Path | None = None,
+    gt: Mapping[str, Any] | str | Path | None = None,
     providers: str | Sequence | None = None,
     inference_size: int | str | None = None,
     keep_aspect: bool = True,

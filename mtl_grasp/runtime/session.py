@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 import onnxruntime as ort
 
@@ -81,7 +82,8 @@ class SessionConfig:
                 close = difflib.get_close_matches(str(key), known, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"session: unknown option {key!r}{hint} (known: {known})")
-        return cls(**dict(value))
+        fields_given: dict[str, Any] = dict(value)  # values are checked in __post_init__
+        return cls(**fields_given)
 
     def to_ort(self) -> ort.SessionOptions:
         """The onnxruntime `SessionOptions` of this configuration."""

@@ -67,11 +67,11 @@ def _budget(text: str):
 
 def _export_pair(ckpt: str, budget, tmp: Path, args: argparse.Namespace) -> dict[str, Path]:
     """{"fp32": path, "int8": path} of the checkpoint at `budget`."""
-    from training.export import export_model, load_checkpoint, metadata_from_config
+    from training.export import export_model, metadata_from_config, model_from_checkpoint
     from training.export.budget import apply_budget
     from training.export.quantize import FLOAT_LAYERS, calibration_frames, quantize_int8
 
-    model, config = load_checkpoint(ckpt)
+    model, config = model_from_checkpoint(ckpt)
     if budget is not None:
         apply_budget(model, budget)
     meta = metadata_from_config(config)

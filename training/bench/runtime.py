@@ -185,13 +185,13 @@ def _build_model(args: argparse.Namespace):
     import torch
 
     from mtl_grasp.contract import ModelMetadata
-    from training.export import load_checkpoint, metadata_from_config
+    from training.export import metadata_from_config, model_from_checkpoint
     from training.export.budget import parse_budget
     from training.model.amodal_rcnn import AmodalRCNN, RandomInitWarning
     from training.model.config import ModelConfig
 
     if args.checkpoint:
-        model, config = load_checkpoint(args.checkpoint)
+        model, config = model_from_checkpoint(args.checkpoint)
         metadata, source = metadata_from_config(config), args.checkpoint
     else:
         overrides = _overrides(args.set)

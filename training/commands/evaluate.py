@@ -81,11 +81,11 @@ def _onnx_detector(args: argparse.Namespace):
 
 def _torch_predictor(args: argparse.Namespace):
     """The checkpoint behind the Detector's frame interface (same pre-processing and decoding)."""
-    from training.engine.build import select_device
-    from training.export import load_checkpoint, metadata_from_config
+    from training.engine.assembly import select_device
+    from training.export import metadata_from_config, model_from_checkpoint
     from training.export.predictor import TorchFramePredictor
 
-    model, config = load_checkpoint(args.checkpoint)
+    model, config = model_from_checkpoint(args.checkpoint)
     meta = metadata_from_config(config)
     return TorchFramePredictor(
         model, meta.class_names, meta.train_image_size, keep_aspect=False, device=select_device(args.device)

@@ -71,12 +71,12 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.export import ParityError, load_checkpoint, metadata_from_config
+    from training.export import ParityError, metadata_from_config, model_from_checkpoint
     from training.export.budget import apply_budget, parse_budget
 
     _check_args(args)
     budget = parse_budget(args.budget) if args.budget else None
-    model, config = load_checkpoint(args.checkpoint)
+    model, config = model_from_checkpoint(args.checkpoint)
     if budget is not None:
         apply_budget(model, budget)
     metadata = metadata_from_config(config)
