@@ -178,12 +178,11 @@ def quantize_int8(
     `frames`: calibration inputs (`calibration_frames`). `float_layers`: regexes of node names kept
     float32 (default `FLOAT_LAYERS`; () quantises every convolution).
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not frames:
         raise ValueError("frames: expected at least one calibration frame")
-    method = _calibration_method(calibration_method)
+    _calibration_method(calibration_method)  # checked before any work
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
@@ -196,36 +195,50 @@ def quantize_int8(
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
         tmp_out = Path(tmp) / "int8.onnx"
-        prepared_model = onnx.load(str(prepared), load_external_data=False)
-        _, other_concats = feature_concats(prepared_model)
-        kept_float = [
-            n.name for n in prepared_model.graph.node if any(re.search(p, n.name) for p in float_layers)
-        ]
-        quantize_static(
-            str(prepared),
-            str(tmp_out),
-            _Reader(frames),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(QUANTIZED_OPS),
-            per_channel=per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=kept_float + other_concats,
-            calibrate_method=method,
-            extra_options={
-                "WeightSymmetric": True,
-                "ActivationSymmetric": False,
-                # One frame per calibration step, ranges merged in between (bounded memory). Not
-                # CalibMaxIntermediateOutputs: onnxruntime 1.32's MinMax calibrator drops the
-                # collected outputs there without merging them ("No data is collected").
-                "CalibStridedMinMax": 1,
-            },
-        )
+        _quantize_static(prepared, tmp_out, frames, calibration_method, per_channel, float_layers)
         proto = onnx.load(str(tmp_out))
         _copy_metadata(onnx.load(str(float_path), load_external_data=False), proto)
         onnx.save(proto, str(tmp_out))
         os.replace(tmp_out, out_path)
     return out_path
+
+
+def _quantize_static(
+    prepared: Path,
+    out: Path,
+    frames: Sequence[CalibrationFrame],
+    calibration_method: str,
+    per_channel: bool,
+    float_layers: Sequence[str],
+) -> None:
+    """onnxruntime's `quantize_static` with this project's settings (module docstring)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    prepared_model = onnx.load(str(prepared), load_external_data=False)
+    _, other_concats = feature_concats(prepared_model)
+    kept_float = [
+        n.name for n in prepared_model.graph.node if any(re.search(p, n.name) for p in float_layers)
+    ]
+    quantize_static(
+        str(prepared),
+        str(out),
+        _Reader(frames),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(QUANTIZED_OPS),
+        per_channel=per_channel,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=kept_float + other_concats,
+        calibrate_method=_calibration_method(calibration_method),
+        extra_options={
+            "WeightSymmetric": True,
+            "ActivationSymmetric": False,
+            # One frame per calibration step, ranges merged in between (bounded memory). Not
+            # CalibMaxIntermediateOutputs: onnxruntime 1.32's MinMax calibrator drops the
+            # collected outputs there without merging them ("No data is collected").
+            "CalibStridedMinMax": 1,
+        },
+    )
 
 
 def _copy_metadata(source: onnx.ModelProto, target: onnx.ModelProto) -> None:
