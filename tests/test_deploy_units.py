@@ -145,3 +145,14 @@ def test_evaluation_has_no_import_cycle() -> None:
         assert proc.returncode == 0, proc.stderr
     source = (REPO / "mtl_grasp/evaluation/occlusion.py").read_text()
     assert "coco_metrics" not in source and "import _rle" not in source  # no local import of a private
+
+
+def test_tensorrt_int8_and_fp16_engines_are_configurable(tmp_path: Path) -> None:
+    from mtl_grasp.runtime.providers import CPU, CUDA, TENSORRT, resolve_providers
+
+    choice = resolve_providers("auto", [TENSORRT, CUDA, CPU], fp16=True, trt_cache_dir=tmp_path, int8=True)
+    name, options = choice.providers[0]
+    assert name == TENSORRT and options["trt_int8_enable"] is True and options["trt_fp16_enable"] is True
+    assert choice.names == [TENSORRT, CUDA, CPU]
+    _, options = resolve_providers("tensorrt", [TENSORRT, CPU], trt_cache_dir=tmp_path).providers[0]
+    assert options["trt_int8_enable"] is False  # float models: no INT8 engines unless asked
