@@ -126,16 +126,15 @@ def test_quantised_parity_check_refuses_a_model_without_confident_detections(dem
     assert report.matched == report.float_detections > 0 and report.extra == 0
 
 
-def test_int8_model_runs_through_the_ros_node(demo) -> None:
+def test_int8_model_runs_through_the_ros_node(demo, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("rclpy")
     pytest.importorskip("mtl_grasp_msgs.msg")
-    import os
     import shutil
 
     from mtl_grasp.data.reader import discover_views, select_split
     from mtl_grasp.ros.demo import replay_and_detect
 
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     stream = demo["root"] / "stream"
     for scene in sorted({v.scene for v in select_split(discover_views(demo["data"]), "val")})[:1]:
         shutil.copytree(demo["data"] / scene, stream / scene, dirs_exist_ok=True)
