@@ -27,7 +27,10 @@ TRAIN = [
 # Hendrycks & Dietterich from `imagecorruptions`. The maintained fork `imagecorruptions-imaug` (same
 # `imagecorruptions` module and corruption definitions) is used because `imagecorruptions` 1.1.2 (2020, the
 # last release) fails on current numpy / scikit-image / setuptools; see docs/robustness.md.
-ROBUSTNESS = ["imagecorruptions-imaug>=1.1.5", "scikit-image>=0.22", "numba>=0.60"]
+# The fork itself is installed with `pip install --no-deps imagecorruptions-imaug` (scripts/bootstrap.sh):
+# it declares `opencv-python` (the GUI build), which would install a second `cv2` over
+# `opencv-python-headless` and make `import cv2` need libGL. Its other requirements are listed here.
+ROBUSTNESS = ["scikit-image>=0.22", "numba>=0.60", "pillow>=10"]
 ROS = [
     "ros-kilted-rclpy[fastrtps]",
     "ros-kilted-sensor-msgs",

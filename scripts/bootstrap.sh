@@ -17,6 +17,8 @@ fi
 echo "[bootstrap] installing mtl_grasp[train,data,ros,ros-build,dev,ref] into $VENV (first time: a few minutes)"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[train,data,ros,ros-build,dev,ref]"
+# the corruption package without its declared GUI opencv-python (docs/robustness.md)
+"$VENV/bin/python" -m pip install -q --no-deps -c constraints.txt imagecorruptions-imaug
 bash scripts/build_msgs.sh "$VENV"
 echo "$want" > "$stamp"
 echo "[bootstrap] done"

@@ -105,7 +105,14 @@ def _stream(seed: int, name: str, severity: int, image_id: int) -> np.random.Gen
 
 def corrupt_rgb(rgb: np.ndarray, name: str, severity: int, rng: np.random.Generator) -> np.ndarray:
     """`imagecorruptions.corrupt` with the global numpy state seeded from `rng` (and restored)."""
-    from imagecorruptions import corrupt  # type: ignore[import-untyped]  # no stubs
+    try:
+        from imagecorruptions import corrupt  # type: ignore[import-untyped]  # no stubs
+    except ImportError as exc:
+        raise ImportError(
+            "RGB corruptions need the `imagecorruptions` module: install the maintained fork without its "
+            "GUI-opencv dependency, `pip install --no-deps imagecorruptions-imaug==1.1.5`, plus the "
+            f"`robustness` extra (docs/robustness.md); import failed with: {exc}"
+        ) from exc
 
     seed = int(rng.integers(2**31 - 1))
     state = np.random.get_state()
