@@ -136,6 +136,32 @@ CASES = [(n, lv) for n in names() for lv in _levels(n)]
 SPEC = OptimizerSpec(name="sgd", lr=0.05, momentum=0.9)
 
 
+def check_one_step(step: TrainStep, step_batch, label: str, T: int) -> None:
+    """The contract of one step of any model family: the method writes a finite `.grad` to every
+    parameter (the network's and its own), moves the shared parameters, reports `[T]` finite weights
+    that the step logs in float32, and the update changes the parameters without non-finite values.
+    tests/test_dense_contract.py runs it on the dense family."""
+    model, method = step.model, step.method
+    params = list(model.module.named_parameters())
+    before = [p.detach().clone() for _, p in params]
+    state = step.forward(step_batch, 0, 0)
+    report = step.backward(state)
+    owned = [(f"method.{k}", v) for k, v in method.named_parameters()]
+    for pname, p in params + owned:
+        assert p.grad is not None, f"{label}: no .grad on {pname}"
+        assert torch.isfinite(p.grad).all(), f"{label}: non-finite .grad on {pname}"
+    assert any(p.grad.abs().sum() > 0 for p in model.shared_parameters()), f"{label}: zero shared update"
+    if report.weights is not None:
+        assert report.weights.shape == (T,) and torch.isfinite(report.weights).all()
+    result = step.update(state, report)
+    assert not result.skipped, result.reason
+    if report.weights is not None:
+        assert result.weights == [float(w) for w in report.weights.float()]  # logged in float32
+    after = [p for _, p in params]
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after)), f"{label}: the step changed nothing"
+
+
 @pytest.mark.parametrize("name,level", CASES)
 @pytest.mark.parametrize("T,dtype", [(t, torch.float64) for t in range(2, 8)] + [(3, torch.float32)])
 def test_backward_writes_finite_grad_to_every_parameter(name: str, level: str, T: int, dtype) -> None:
@@ -143,24 +169,8 @@ def test_backward_writes_finite_grad_to_every_parameter(name: str, level: str, T
     model = TinyMTL(T, dtype=dtype)
     method = build(name, T, level=level)
     step = make_step(method, model, make_optimizer(method, model, SPEC))
-    before = [p.detach().clone() for p in model.parameters()]
     x, y = batch(T, 0, dtype=dtype)
-    state = step.forward(TinyBatch(x, y), 0, 0)
-    report = step.backward(state)
-    owned = [(f"method.{k}", v) for k, v in method.named_parameters()]
-    for pname, p in list(model.named_parameters()) + owned:
-        assert p.grad is not None, f"{name}/{level}: no .grad on {pname}"
-        assert torch.isfinite(p.grad).all(), f"{name}/{level}: non-finite .grad on {pname}"
-    assert any(p.grad.abs().sum() > 0 for p in model.shared_parameters()), f"{name}: zero shared update"
-    if report.weights is not None:
-        assert report.weights.shape == (T,) and torch.isfinite(report.weights).all()
-    result = step.update(state, report)
-    assert not result.skipped, result.reason
-    if report.weights is not None:
-        assert result.weights == [float(w) for w in report.weights.float()]  # logged in float32
-    after = list(model.parameters())
-    assert all(torch.isfinite(p).all() for p in after)
-    assert any(not torch.equal(a, b) for a, b in zip(before, after)), f"{name}: the step changed nothing"
+    check_one_step(step, TinyBatch(x, y), f"{name}/{level}", T)
 
 
 @pytest.mark.parametrize("name,level", CASES)

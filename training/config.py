@@ -21,7 +21,9 @@ from typing import Any
 
 import yaml
 
+from training import families
 from training.diagnostics.config import DiagnosticsConfig
+from training.families.dense_config import DenseConfig
 from training.model.config import ModelConfig
 
 AMP_DTYPES = ("bf16", "none")  # fp16 would need a GradScaler threaded through every MTL method
@@ -112,10 +114,18 @@ class LoopConfig:
 
 @dataclass
 class TrainConfig:
-    """The whole run. `model` is `training.model.config.ModelConfig` (its `image_size` is the input size)."""
+    """The whole run.
+
+    `family` names the model family (`training.families.FAMILIES`): "amodal" (the default, the RGB-D
+    bin-picking detector: `model` is `training.model.config.ModelConfig`, `data.synth` its synthetic
+    scenes) or "dense" (NYU-v2 / CityScapes: the `dense` section, `training.families.dense_config`).
+    A section of the other family must stay at its defaults (`validate` names it), so a config never
+    sets keys that nothing reads.
+    """
 
     seed: int = 0
     run_dir: str = "runs/train"
+    family: str = "amodal"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -124,6 +134,7 @@ class TrainConfig:
     train: LoopConfig = field(default_factory=LoopConfig)
     # FD / GDS / GMS / conflict ratio every `diagnostics.every` steps (0 = off; see training.diagnostics)
     diagnostics: DiagnosticsConfig = field(default_factory=lambda: DiagnosticsConfig(every=0))
+    dense: DenseConfig = field(default_factory=DenseConfig)
 
     def validate(self) -> None:
         """Raise ValueError naming the first out-of-range value (types are checked when loading)."""
@@ -167,6 +178,28 @@ class TrainConfig:
                 f"schedule.warmup_factor: expected a value in (0, 1], got {self.schedule.warmup_factor!r}"
             )
         self.model.validate()
+        self._validate_family()
+
+    def _validate_family(self) -> None:
+        """The family exists and the other family's sections are untouched (their keys would be ignored)."""
+        if self.family not in families.FAMILIES:
+            families.get(self.family)  # raises, suggesting the closest name
+        if self.family == "dense":
+            self.dense.validate()
+            d = self.data
+            ignored = [
+                ("model", self.model != ModelConfig(), "dense.model"),
+                ("data.synth", self.data.synth != SynthConfig(), "dense.synth"),
+                ("data.splits_file", d.splits_file is not None, "the train/val folders"),
+                ("data.class_agnostic", d.class_agnostic is not True, None),
+                ("data.min_visible_area", d.min_visible_area != 1, None),
+            ]
+            for key, changed, instead in ignored:
+                if changed:
+                    hint = f"; set {instead} instead" if instead else ""
+                    raise ValueError(f"{key}: read only by the amodal family, not by family 'dense'{hint}")
+        elif self.dense != DenseConfig():
+            raise ValueError(f"dense: read only by family 'dense'; this config's family is {self.family!r}")
 
 
 # ---- conversion to and from plain data ---------------------------------------------------------

@@ -50,6 +50,15 @@ METRIC_DIRECTIONS: dict[str, int] = {
 }
 
 
+def metric_keys(tasks: Sequence[str]) -> tuple[str, ...]:
+    """The ``"<task>/<metric>"`` keys `DenseEvaluator(tasks).compute()` returns, task by task."""
+    unknown = [t for t in tasks if not any(k.split("/", 1)[0] == t for k in METRIC_DIRECTIONS)]
+    if unknown:
+        known = sorted({k.split("/", 1)[0] for k in METRIC_DIRECTIONS})
+        raise ValueError(f"tasks: no metrics for {unknown}; known: {known}")
+    return tuple(k for t in tasks for k in METRIC_DIRECTIONS if k.split("/", 1)[0] == t)
+
+
 def _same_shape(pred: np.ndarray, target: np.ndarray, what: str) -> None:
     if pred.shape != target.shape:
         raise ValueError(f"{what}: prediction shape {pred.shape} differs from target shape {target.shape}")

@@ -1,5 +1,9 @@
-"""`python -m training evaluate`: COCO metrics of a checkpoint (or an exported ONNX model) on a split,
-clean or under image / depth-sensor corruptions (`--corruptions`)."""
+"""`python -m training evaluate`: the metrics of a checkpoint (or an exported ONNX model) on a split,
+clean or under image / depth-sensor corruptions (`--corruptions`).
+
+The checkpoint's config names its model family: the bin-picking detector is scored with COCO metrics,
+the dense family (NYU-v2 / CityScapes) with the dense metrics (docs/dense.md); the ONNX and corruption
+paths are the detector's."""
 
 from __future__ import annotations
 
@@ -7,17 +11,21 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "COCO BBox/VMask/AMask mAP/mAR + occlusion accuracy/F1 of a checkpoint or ONNX model (+ corruptions)"
+HELP = "metrics of a checkpoint or ONNX model: COCO mAP/mAR + occlusion (+ corruptions), or the dense metrics"
 DESCRIPTION = """\
 Evaluate on a MetaGraspNet-layout dataset split against its COCO ground truth (mtl_grasp.data.coco):
 
   python -m training evaluate --checkpoint runs/x/checkpoints/last.pt --data data/synth --split val \\
       --out metrics.json
+  python -m training evaluate --checkpoint runs/nyu-ew --out metrics.json      # a dense run (NYU-v2)
   python -m training evaluate --onnx model.onnx --data data/synth --split val --out metrics.json
 
-Both paths paste masks with mtl_grasp.runtime.postprocess, so a checkpoint and its export give the
-same numbers up to numerical noise. The ONNX path feeds camera-resolution frames to the Detector, which
-resizes them to the model's training size like the node does; float32 and INT8 models alike.
+The checkpoint's config names its family, and its data.root is the default --data. A dense-family run
+(docs/dense.md) is scored with mIoU, pixel accuracy and the depth/normal/instance errors over the whole
+split. For the bin-picking detector both paths paste masks with mtl_grasp.runtime.postprocess, so a
+checkpoint and its export give the same numbers up to numerical noise. The ONNX path feeds
+camera-resolution frames to the Detector, which resizes them to the model's training size like the node
+does; float32 and INT8 models alike.
 
 Robustness (docs/robustness.md): --corruptions evaluates clean and under every corruption x severity:
 the 15 common image corruptions of `imagecorruptions` on RGB and 5 depth-sensor corruptions.
@@ -35,7 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="training checkpoint (.pt) or run directory")
     src.add_argument("--onnx", help="exported model (python -m training export), float32 or INT8")
-    parser.add_argument("--data", required=True, help="dataset root (MetaGraspNet layout)")
+    parser.add_argument(
+        "--data", default=None,
+        help="dataset root (default with --checkpoint: its config's data.root; required for --onnx and "
+        "--corruptions)",
+    )  # fmt: skip
     parser.add_argument("--split", default="val", help="split name (default: val)")
     parser.add_argument("--splits-file", default=None, help="split file (default: <data>/splits.json)")
     parser.add_argument("--out", default=None, help="write the (clean) metrics as JSON here")
@@ -53,21 +65,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robustness-dir", default=None, help="--corruptions: output folder")
 
 
-def _evaluate_checkpoint(args: argparse.Namespace) -> dict[str, float]:
+def _evaluate_checkpoint(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
+    """(family name, metrics) of the checkpoint on `args.split`; the family comes from its config."""
     from training import families
     from training.checkpoint import MODEL_KEYS, read_checkpoint
     from training.config import config_from_dict
     from training.engine.assembly import select_device
 
     ckpt = read_checkpoint(args.checkpoint, required=MODEL_KEYS)
-    overrides = [f"data.root={args.data}", f"train.eval_max_images={args.max_images}"]
+    overrides = [f"train.eval_max_images={args.max_images}"]
+    if args.data is not None:
+        overrides.append(f"data.root={args.data}")
     cfg = config_from_dict(ckpt["config"], overrides)
-    cfg.data.splits_file = args.splits_file
+    if not Path(cfg.data.root).is_dir():
+        raise FileNotFoundError(f"--data: no such directory {cfg.data.root!r} (the checkpoint's data.root)")
+    cfg.data.splits_file = args.splits_file  # as before: <data>/splits.json unless given
     device = select_device(args.device)
-    family = families.get()
+    family = families.for_config(cfg)
     model = family.build_model(cfg, device).module
     model.load_state_dict(ckpt["model"])
-    return family.build_evaluator(cfg, device, args.split)(model)
+    return cfg.family, family.build_evaluator(cfg, device, args.split)(model)
 
 
 def _onnx_detector(args: argparse.Namespace):
@@ -132,18 +149,35 @@ def _evaluate_corruptions(args: argparse.Namespace) -> dict[str, float]:
     return result.clean
 
 
-def run(args: argparse.Namespace) -> int:
-    if not Path(args.data).is_dir():
-        raise FileNotFoundError(f"--data: no such directory {args.data!r}")
-    if args.corruptions is not None:
-        metrics = _evaluate_corruptions(args)
-    else:
-        metrics = _evaluate_checkpoint(args) if args.checkpoint else _evaluate_onnx(args)
+def _print_coco(metrics: dict[str, float]) -> None:
     for key in ("bbox", "vmask", "amask"):
         print(f"{key:6s} mAP {metrics[f'{key}/mAP']:.4f}  AP50 {metrics[f'{key}/AP50']:.4f}  "
               f"AP75 {metrics[f'{key}/AP75']:.4f}  mAR {metrics[f'{key}/mAR']:.4f}")
     print(f"occlusion accuracy {metrics['occ/accuracy']:.4f}  F1 {metrics['occ/f1']:.4f} "
           f"({int(metrics['occ/matched'])} matched of {int(metrics['occ/gt'])})")
+
+
+def _print_dense(metrics: dict[str, float]) -> None:
+    from mtl_grasp.evaluation.dense import METRIC_DIRECTIONS
+
+    for key, value in metrics.items():
+        better = {1: "higher is better", -1: "lower is better"}.get(METRIC_DIRECTIONS.get(key, 0), "")
+        print(f"{key:24s} {value:.4f}  ({better})")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.data is not None and not Path(args.data).is_dir():
+        raise FileNotFoundError(f"--data: no such directory {args.data!r}")
+    if args.data is None and (args.onnx or args.corruptions is not None):
+        raise ValueError("--data: required with --onnx and --corruptions (the MetaGraspNet-layout root)")
+    family = "amodal"
+    if args.corruptions is not None:
+        metrics = _evaluate_corruptions(args)
+    elif args.checkpoint:
+        family, metrics = _evaluate_checkpoint(args)
+    else:
+        metrics = _evaluate_onnx(args)
+    (_print_dense if family == "dense" else _print_coco)(metrics)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

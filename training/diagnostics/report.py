@@ -370,16 +370,19 @@ def dynamics_plot(
     return True
 
 
-def ranking_plot(keys: Sequence[str], signed: np.ndarray, path: Path) -> None:
-    """Heat map of S − 0.5 (measures x metrics), diverging around 0, annotated with the values."""
+def ranking_plot(
+    keys: Sequence[str], signed: np.ndarray, path: Path, column_labels: Sequence[str] | None = None
+) -> None:
+    """Heat map of S − 0.5 (measures x metrics), diverging around 0, annotated with the values.
+
+    column_labels: the metrics' titles (default: the bin-picking benchmark's SUMMARY_METRICS)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(1.3 * len(SUMMARY_METRICS) + 3.2, 0.45 * len(keys) + 1.8), layout="constrained")
+    labels = list(column_labels) if column_labels is not None else [METRIC_LABELS[m] for m in SUMMARY_METRICS]
+    fig = Figure(figsize=(1.3 * len(labels) + 3.2, 0.45 * len(keys) + 1.8), layout="constrained")
     ax = fig.subplots()
     im = ax.imshow(np.ma.masked_invalid(signed), cmap="RdBu", vmin=-0.5, vmax=0.5, aspect="auto")
-    ax.set_xticks(
-        range(len(SUMMARY_METRICS)), [METRIC_LABELS[m] for m in SUMMARY_METRICS], rotation=30, ha="right"
-    )
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     ax.set_yticks(range(len(keys)), [KEY_LABELS.get(k, k) for k in keys])
     for i in range(signed.shape[0]):
         for j in range(signed.shape[1]):

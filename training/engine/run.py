@@ -30,7 +30,7 @@ def train(
             f"run_dir: {str(run_dir.root)!r} already holds a run (checkpoints/last.pt); continue it with "
             f"`--resume {run_dir.root}` or choose another run_dir=..."
         )
-    family = families.get()
+    family = families.for_config(cfg)
     family.prepare_data(cfg)
     seed_everything(cfg.seed)
     trainer = build_trainer(build_run(cfg, device, family))

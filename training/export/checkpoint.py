@@ -91,4 +91,11 @@ def model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[AmodalRCNN, dic
     """
     ckpt = read_checkpoint(path, required=MODEL_KEYS)
     config = dict(ckpt["config"])
+    family = config.get("family", "amodal")
+    if family != "amodal":
+        raise ValueError(
+            f"checkpoint {ckpt['path']!r}: a {family!r}-family model; ONNX export (mtl_grasp.contract) and "
+            "the detector's frame predictor (evaluate --corruptions) are for the bin-picking detector "
+            "only. Score it with `python -m training evaluate --checkpoint` (without --corruptions)"
+        )
     return build_model(config, ckpt["model"], source=f"checkpoint {ckpt['path']!r}"), config

@@ -63,6 +63,9 @@ class AmodalFamily:
 
     loss_names: tuple[str, ...] = LOSS_NAMES
 
+    def __init__(self, cfg: TrainConfig | None = None) -> None:
+        """Nothing depends on the config until a builder is called (`cfg` is accepted for the registry)."""
+
     @property
     def collate(self) -> Any:
         return collate_batch

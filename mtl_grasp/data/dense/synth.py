@@ -17,6 +17,9 @@ so the same arguments write byte-identical files whatever the number of samples.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,3 +259,53 @@ def generate(
     for split, index in tqdm(jobs, desc=f"synth {dataset}", unit="sample", disable=not progress):
         writer(root, split, index, sample_rng(seed, split, index), size)
     return {"train": train, "val": val}
+
+
+#: written into a generated dataset's root last; its presence means the generation finished
+SYNTH_MARKER = "synth.json"
+
+
+def generate_once(
+    dataset: str,
+    out: str | Path,
+    train: int,
+    val: int,
+    seed: int = 0,
+    size: tuple[int, int] | None = None,
+    progress: bool = False,
+) -> bool:
+    """`generate` into ``out`` unless it already holds exactly this synthetic dataset; True if written.
+
+    The samples are written into a sibling temporary folder that is renamed to ``out`` at the end (with
+    ``synth.json`` recording the arguments), so an interrupted generation leaves no half dataset. A
+    ``synth.json`` with other arguments, or a non-empty ``out`` without one (e.g. real data), is an
+    error naming the folder: synthetic files are never written over something else.
+    """
+    if dataset not in WRITERS:
+        raise ValueError(f"dataset: unknown synthetic dataset {dataset!r}; known: {sorted(WRITERS)}")
+    root = Path(out)
+    size = DATASETS[dataset].size if size is None else (int(size[0]), int(size[1]))
+    wanted = {"dataset": dataset, "train": train, "val": val, "seed": seed, "size": list(size)}
+    marker = root / SYNTH_MARKER
+    if marker.is_file():
+        found = json.loads(marker.read_text())
+        if found != wanted:
+            raise ValueError(
+                f"{root}: holds a synthetic dataset generated with {found}, not the requested {wanted}; "
+                "choose another folder or delete this one"
+            )
+        return False
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise ValueError(
+            f"{root}: exists and is not a finished synthetic dataset (no {SYNTH_MARKER}); refusing to write "
+            "synthetic samples into it (real data, or an interrupted generation: delete it to regenerate)"
+        )
+    tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    generate(dataset, tmp, train, val, seed=seed, size=size, progress=progress)
+    (tmp / SYNTH_MARKER).write_text(json.dumps(wanted))
+    if root.exists():
+        root.rmdir()  # empty (checked above)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, root)
+    return True
