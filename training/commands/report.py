@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from training.diagnostics.report import Report
 
 HELP = "compare runs: benchmark table, feature vs parameter level, diagnostics plots, ranking similarity"
 DESCRIPTION = (
@@ -13,7 +19,11 @@ DESCRIPTION = (
     "against the baseline with --threshold); feature level vs parameter level (relative change); Ranking "
     "Similarity of each logged diagnostic (mean of its last --last points) against each test metric, "
     "reported as |S \u2212 0.5| with its sign. Plots: FD, GDS, GMS and conflict ratio over training, "
-    "smoothed over 1/10 of the run, absolute and relative to the baseline. See docs/diagnostics.md."
+    "smoothed over 1/10 of the run, absolute and relative to the baseline. See docs/diagnostics.md.\n\n"
+    "Dense-family runs (NYU-v2, CityScapes; docs/dense.md) get the study's Tables 2/3 instead: every "
+    "metric with \u2191/\u2193 and \u0394m against the single-task runs among RUN_DIRs (runs training one "
+    "task; see `sweep --single-task`), the variant set by --delta-m-averaging/--delta-m-sign and stated in "
+    "the table; and Tables 6/7: ranking similarity of GDS, GMS and FD against each metric and \u0394m."
 )
 
 
@@ -40,18 +50,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ranking similarity: a pair tied in either score counts 1/2 (default); 'sign': the FD "
         "paper's eq. 9 (tied in both = agree, tied in one = disagree); 'exclude': tied pairs left out",
     )
+    parser.add_argument(
+        "--delta-m-averaging", choices=("metric", "task"), default="metric",
+        help="dense runs: \u0394m averages over all metrics (default; Nash-MTL/FAMO/CAGrad tables) or over "
+        "tasks of per-task means (LibMTL)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--delta-m-sign", choices=("improvement", "degradation"), default="improvement",
+        help="dense runs: \u0394m > 0 means better than the single-task baselines (default; LibMTL's "
+        "\u0394p) or worse ('degradation': the \u0394m%% \u2193 of Nash-MTL/FAMO)",
+    )  # fmt: skip
+
+
+def write_any_report(run_dirs: Sequence[str | Path], out: str | Path, **options: Any) -> Report:
+    """The dense report (`training.diagnostics.dense_report`) when every run is a dense-family run, the
+    bin-picking report (`training.diagnostics.report`) when none is; a mix is an error naming both.
+
+    options: baseline, threshold, last, ties, averaging, sign (each report takes the ones it knows)."""
+    from training.diagnostics.dense_report import is_dense_run, write_dense_report
+    from training.diagnostics.report import write_report
+
+    dense = [p for p in run_dirs if is_dense_run(p)]
+    if dense and len(dense) < len(run_dirs):
+        other = [str(p) for p in run_dirs if p not in dense]
+        raise ValueError(f"RUN_DIR: dense-family runs {[str(p) for p in dense]} mixed with {other}")
+    keep = ("baseline", "last", "ties") + (("averaging", "sign") if dense else ("threshold",))
+    kwargs = {k: v for k, v in options.items() if k in keep}
+    return (write_dense_report if dense else write_report)(run_dirs, out, **kwargs)
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.diagnostics.report import write_report
-
-    report = write_report(
-        args.run_dirs,
-        args.out,
-        baseline=args.baseline,
-        threshold=args.threshold,
-        last=args.last,
-        ties=args.ties,
-    )
+    report = write_any_report(
+        args.run_dirs, args.out, baseline=args.baseline, threshold=args.threshold, last=args.last,
+        ties=args.ties, averaging=args.delta_m_averaging, sign=args.delta_m_sign,
+    )  # fmt: skip
     print(f"report: {len(report.files)} files in {report.out_dir}; open {report.out_dir / 'report.md'}")
     return 0

@@ -21,9 +21,14 @@ DESCRIPTION = (
     "Loss-weighting methods (EW, UW, ...) have no level and run once per seed whatever --levels says. "
     "Runs whose directory already holds metrics.json are not repeated unless --force, so an interrupted "
     "sweep resumes where it stopped. Each run's console output goes to OUT/logs/<run>.log.\n\n"
+    "Dense-family configs (NYU-v2, CityScapes): --single-task also trains one single-task baseline per "
+    "task and seed (EW, `dense.model.tasks=[<task>]`, runs/single-<task>/seed<S>), which the report "
+    "uses for \u0394m (docs/dense.md).\n\n"
     "Example (a complete small sweep on a CPU):\n"
     "  python -m training sweep --config config/train/synthetic.yaml --methods ew,pcgrad --seeds 0,1 "
-    "--out runs/sweep train.steps=20 diagnostics.every=2"
+    "--out runs/sweep train.steps=20 diagnostics.every=2\n"
+    "  python -m training sweep --config config/train/nyuv2-synthetic.yaml --methods ew,pcgrad "
+    "--levels parameter,feature --single-task --out runs/nyu-sweep"
 )
 RESERVED = ("mtl.name", "mtl.level", "seed", "run_dir")
 
@@ -36,9 +41,12 @@ class PlannedRun:
     seed: int
     run_dir: Path
     log: Path
+    single_task: str | None = None  # a dense single-task baseline of this task
 
     @property
     def name(self) -> str:
+        if self.single_task is not None:
+            return f"single-{self.single_task}"
         return f"{self.method}{'' if self.level_free or self.level == 'parameter' else '-' + self.level}"
 
 
@@ -60,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="sweep directory (runs/, logs/, report/)")
     parser.add_argument("--baseline", default="ew", help="baseline method of the report (default: ew)")
+    parser.add_argument(
+        "--single-task", action="store_true",
+        help="dense configs: also train an EW single-task baseline per task and seed (for \u0394m)",
+    )  # fmt: skip
     parser.add_argument("--force", action="store_true", help="rerun runs that already finished")
     parser.add_argument("--dry-run", action="store_true", help="print the train commands, run nothing")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every run")
@@ -92,6 +104,13 @@ def plan(args: argparse.Namespace) -> list[PlannedRun]:
             )
     out = Path(args.out)
     runs: list[PlannedRun] = []
+    for task in _single_tasks(args):
+        for seed in seeds:
+            name = f"single-{task}"
+            runs.append(
+                PlannedRun("ew", "parameter", True, seed, out / "runs" / name / f"seed{seed}",
+                           out / "logs" / f"{name}-seed{seed}.log", single_task=task)
+            )  # fmt: skip
     for method in methods:
         supported = [lv.value for lv in method_levels(method)]
         level_free = not supported
@@ -114,9 +133,24 @@ def plan(args: argparse.Namespace) -> list[PlannedRun]:
     return runs
 
 
+def _single_tasks(args: argparse.Namespace) -> tuple[str, ...]:
+    """The tasks of the dense config (with the overrides) when --single-task, else ()."""
+    if not getattr(args, "single_task", False):
+        return ()
+    from training.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if cfg.family != "dense":
+        raise ValueError(
+            f"--single-task: only for dense-family configs (family: dense); {args.config} is {cfg.family!r}"
+        )
+    return tuple(cfg.dense.model.tasks)
+
+
 def train_command(args: argparse.Namespace, run: PlannedRun) -> list[str]:
+    tasks = [f"dense.model.tasks=[{run.single_task}]"] if run.single_task is not None else []
     return [
-        sys.executable, "-m", "training", "train", "--config", str(args.config), *args.overrides,
+        sys.executable, "-m", "training", "train", "--config", str(args.config), *args.overrides, *tasks,
         f"mtl.name={run.method}", f"mtl.level={run.level}", f"seed={run.seed}", f"run_dir={run.run_dir}",
     ]  # fmt: skip
 
@@ -154,9 +188,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{tag}: ok ({took:.0f} s) -> {r.run_dir}")
     finished = [r.run_dir for r in runs if RunDir(r.run_dir).metrics_json.is_file()]
     if finished:
-        from training.diagnostics.report import write_report
+        from training.commands.report import write_any_report
 
-        report = write_report(finished, Path(args.out) / "report", baseline=args.baseline)
+        report = write_any_report(finished, Path(args.out) / "report", baseline=args.baseline)
         print(f"report: {report.out_dir / 'report.md'} ({len(finished)} runs)")
     if failed:
         print(

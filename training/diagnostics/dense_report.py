@@ -202,7 +202,7 @@ def results_table(study: DenseStudy, averaging: str, sign: str) -> tuple[str, di
     header = ["Method", "seeds", *(metric_title(k) for k in study.metrics), delta_m_title(averaging, sign)]
     base_cells = [_cell(np.asarray([baselines[k]])) if k in baselines else "\u2014" for k in study.metrics]
     base_seeds = sorted({s for g in study.baselines.values() for s in g.seeds})
-    rows = [["Single-task baselines", ",".join(map(str, base_seeds)) or "\u2014", *base_cells, "0"]]
+    rows = [["Single-task baselines", ",".join(map(str, base_seeds)) or "\u2014", *base_cells, "0.00"]]
     data: dict[str, Any] = {"_baselines": baselines}
     for g in study.groups:
         dm = seed_delta_m(g, study, baselines, averaging, sign)
