@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m training",
         description=(
             "Train, evaluate, compare and export the mtl_grasp RGB-D amodal instance segmentation "
-            "network with any multi-task-learning (MTL) method. Run `python -m training <command> "
-            "--help` for a command's options."
+            "network with any multi-task-learning (MTL) method; the dense NYU-v2 / CityScapes benchmarks "
+            "train, evaluate and compare the same way (family: dense, docs/dense.md). Run "
+            "`python -m training <command> --help` for a command's options."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -8,9 +8,12 @@ import sys
 
 HELP = "train with a config (config/train/*.yaml) and dotted overrides; resume a run"
 DESCRIPTION = """\
-Train the RGB-D amodal network with any registered MTL method.
+Train a model family with any registered MTL method: the RGB-D amodal bin-picking network (the
+default) or, with `family: dense`, the NYU-v2 / CityScapes dense network (docs/dense.md).
 
   python -m training train --config config/train/synthetic.yaml
+  python -m training train --config config/train/nyuv2-synthetic.yaml mtl.name=pcgrad run_dir=runs/nyu
+  python -m training train --config config/train/nyuv2.yaml dense.model.tasks=[depth]   # single-task
   python -m training train --config config/train/metagraspnet.yaml mtl.name=cagrad mtl.hparams.c=0.4 \\
       optim.lr=1e-3 run_dir=runs/cagrad
   python -m training train --resume runs/cagrad                # continue exactly where it stopped
