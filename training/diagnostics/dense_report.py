@@ -219,6 +219,8 @@ def results_table(study: DenseStudy, averaging: str, sign: str) -> tuple[str, di
     )
     if missing:
         note += f" No single-task baseline for {missing}, so no \u0394m."
+    if zero := [k for k, v in baselines.items() if v == 0 or not math.isfinite(v)]:
+        note += f" \u0394m is undefined: the baselines of {zero} are 0 or NaN (it divides by B)."
     return _markdown(header, rows) + "\n" + note + "\n", data
 
 
