@@ -213,7 +213,9 @@ def test_outputs_equal_the_detector_and_carry_the_input_header(harness, model_pa
     assert labels.encoding == "mono16" and lab.dtype == np.uint16
     assert set(np.unique(lab)) <= set(range(len(instances.instances) + 1))
     assert (lab > 0).sum() > 0
-    assert len(markers.markers) == 1 + 2 * len(instances.instances)
+    # DELETEALL, a box and a text per instance, an arrow and a text per pick candidate
+    assert len(instances.pick_order) == len(instances.instances) and instances.camera_info_valid
+    assert len(markers.markers) == 1 + 2 * len(instances.instances) + 2 * len(instances.pick_order)
 
 
 def test_every_encoding_gives_the_detector_output(harness, model_path):
