@@ -158,6 +158,7 @@ class PerceptionNode(LifecycleNode):
         self._streams = StreamMonitor()
         self._stream_warning = ""
         self.shutdown_requested = threading.Event()  # set by the lifecycle shutdown transition
+        self._lingering: list[threading.Thread] = []  # stopped workers still inside a frame
 
         # Validation runs for declarations too, so a bad YAML value is rejected by name at start.
         self.add_on_set_parameters_callback(self._validate_parameters)
@@ -321,12 +322,19 @@ class PerceptionNode(LifecycleNode):
             self._worker.join(timeout=join_timeout_s)
             ended = not self._worker.is_alive()
             if not ended:
+                self._lingering.append(self._worker)
                 self.get_logger().warning(
                     f"the inference worker is still busy after {join_timeout_s:.1f} s; not waiting for it"
                 )
             self._worker = None
         self._detector = None  # frees the session and its device memory once the worker lets go
         return ended
+
+    @property
+    def worker_busy(self) -> bool:
+        """Whether a stopped worker is still inside a frame (e.g. a long inference)."""
+        self._lingering = [t for t in self._lingering if t.is_alive()]
+        return bool(self._lingering)
 
     def _destroy_publishers(self) -> None:
         pubs, self._pubs = self._pubs, {}  # the worker sees no publishers from now on
@@ -495,6 +503,7 @@ class PerceptionNode(LifecycleNode):
             snap.extra.update(
                 received_rgb=str(sync.stats.received_rgb),
                 received_depth=str(sync.stats.received_depth),
+                pairs=str(sync.stats.pairs),
                 rgb_hz=f"{self._rates.get('rgb', 0.0):.1f}",
                 depth_hz=f"{self._rates.get('depth', 0.0):.1f}",
                 camera_info="yes" if self._camera_info is not None else "no",
@@ -652,7 +661,7 @@ def main(args: Sequence[str] | None = None) -> int:
     finally:
         guard.request()  # from here on the watchdog bounds the time to exit
         if node is not None:
-            worker_done = node._stop_processing()
+            worker_done = node._stop_processing() and not node.worker_busy
             with contextlib.suppress(Exception):
                 node.destroy_node()
         rclpy.try_shutdown(context=context)

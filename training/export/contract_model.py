@@ -55,20 +55,36 @@ def contract_model_outputs(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def _busy_nodes(matmuls: int, size: int = SLOW_MATMUL_SIZE) -> tuple[list, list, str]:
-    """Nodes of a chain of `matmuls` size x size MatMuls that depends on the input (so nothing is
-    folded away) and ends in a zero scalar: inference time without changing any output."""
-    from onnx import helper, numpy_helper
+def _busy_nodes(matmuls: int, min_width: int, size: int = SLOW_MATMUL_SIZE) -> tuple[list, list, str]:
+    """Nodes computing a zero scalar that costs `matmuls` size x size MatMuls on inputs at least
+    `min_width` pixels wide (an If: narrower inputs, e.g. the detector's warm-up frame, cost nothing).
+    The chain depends on the input, so onnxruntime cannot fold it away."""
+    from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(1)
     a = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
-    inits = [numpy_helper.from_array(a, "busy_a")]
-    nodes = [helper.make_node("Mul", ["busy_a", "mean_rgb"], ["busy_0"])]
+    chain = [helper.make_node("Mul", ["busy_a", "mean_rgb"], ["busy_0"])]
     for i in range(matmuls):
-        nodes.append(helper.make_node("MatMul", [f"busy_{i}", "busy_a"], [f"busy_{i + 1}"]))
-    nodes += [
+        chain.append(helper.make_node("MatMul", [f"busy_{i}", "busy_a"], [f"busy_{i + 1}"]))
+    chain += [
         helper.make_node("ReduceMax", [f"busy_{matmuls}"], ["busy_max"], keepdims=0),
-        helper.make_node("Sub", ["busy_max", "busy_max"], ["busy_zero"]),
+        helper.make_node("Sub", ["busy_max", "busy_max"], ["busy_then"]),
+    ]
+    scalar = [helper.make_tensor_value_info(n, TensorProto.FLOAT, []) for n in ("busy_then", "busy_else")]
+    then_branch = helper.make_graph(chain, "busy_then", [], [scalar[0]])
+    else_branch = helper.make_graph(
+        [helper.make_node("Sub", ["half", "half"], ["busy_else"])], "busy_else", [], [scalar[1]]
+    )
+    inits = [
+        numpy_helper.from_array(a, "busy_a"),
+        numpy_helper.from_array(np.array([min_width], np.int64), "busy_min_width"),
+    ]
+    nodes = [
+        helper.make_node("GreaterOrEqual", ["w", "busy_min_width"], ["busy_wide_1"]),
+        helper.make_node("Squeeze", ["busy_wide_1"], ["busy_wide"]),
+        helper.make_node(
+            "If", ["busy_wide"], ["busy_zero"], then_branch=then_branch, else_branch=else_branch
+        ),
     ]
     return inits, nodes, "busy_zero"
 
@@ -79,14 +95,16 @@ def write_contract_model(
     seed: int = 0,
     metadata: ModelMetadata | None = None,
     slow_matmuls: int = 0,
+    slow_min_width: int = 100,
 ) -> Path:
     """Write a tiny ONNX model with the contract's inputs, outputs and metadata.
 
     boxes = fixed fractions x (W, H, W, H) of the input; scores = base scores x (0.5 + 0.5 mean(rgb)),
     so brighter frames score higher and a different frame gives a different output.
-    `slow_matmuls` > 0 adds that many 512 x 512 matrix products to every inference (about 10-50 ms
-    each on one CPU core) without changing the outputs: a model that is reliably busy, for tests of
-    what happens mid-inference.
+    `slow_matmuls` > 0 adds that many 512 x 512 matrix products (a few ms each on one CPU core) to
+    every inference of an input at least `slow_min_width` pixels wide, without changing the outputs:
+    a model that is reliably busy, for tests of what happens mid-inference (narrower frames, like the
+    detector's warm-up at the training size 64, stay fast).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -126,7 +144,7 @@ def write_contract_model(
         helper.make_node("Add", ["const_occlusion", "depth_zero"], [OUTPUT_OCCLUSION]),
     ]
     if slow_matmuls:
-        busy_inits, busy_nodes, zero = _busy_nodes(slow_matmuls)
+        busy_inits, busy_nodes, zero = _busy_nodes(slow_matmuls, slow_min_width)
         inits += busy_inits
         nodes += [*busy_nodes, helper.make_node("Add", ["scores_raw", zero], [OUTPUT_SCORES])]
     m = ROI_MASK_SIZE
