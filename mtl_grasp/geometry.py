@@ -11,12 +11,12 @@ Per instance, `surface_point` gives:
   Instead: the valid-depth pixels of the mask are filtered for outliers (depth further than
   `OUTLIER_MAD` scaled MADs, at least `OUTLIER_MIN_M`, from the median: flying pixels at mask edges,
   background leaking in); the centre pixel is the inlier pixel nearest to the median (u, v) of the
-  inliers (so it lies inside the mask even for non-convex masks); a plane is fitted (SVD) to the
-  inlier points within `radius_px` of it; the pick point is where the centre pixel's ray meets that
-  plane (exact on planes, within the sagitta of the neighbourhood on curved surfaces). With too few
-  neighbours for a plane, the point is the centre ray at the neighbourhood's median depth and the
-  normal is invalid.
-- the **surface normal** of that plane, unit length, oriented towards the camera (n . p < 0).
+  inliers (so it lies inside the mask even for non-convex masks); the pick point is that pixel's ray
+  at the median depth of the inliers within `POSITION_RADIUS_PX` of it (on the surface up to the
+  depth noise: the median of a locally linear depth over a symmetric neighbourhood is the centre's).
+- the **surface normal**: of the plane fitted (SVD) to the inlier points within `radius_px` of the
+  centre pixel, unit length, oriented towards the camera (n . p < 0); invalid with fewer than
+  `MIN_PLANE_POINTS` neighbours or collinear ones.
 - the **valid-depth fraction**: valid-depth pixels / mask pixels (before outlier rejection).
 
 `pick_order`: instances with a valid pick point, unoccluded before occluded, then nearest to the
@@ -34,6 +34,7 @@ import numpy as np
 OUTLIER_MAD = 3.0  # depth outliers: further than this many scaled MADs from the median ...
 OUTLIER_MIN_M = 0.01  # ... and at least this far (metres): a flat surface has MAD ~ 0
 MIN_PLANE_POINTS = 6  # fewer neighbours: no normal
+POSITION_RADIUS_PX = 2  # the pick point's depth: median over the inliers this close to the centre pixel
 DEFAULT_RADIUS_PX = 5
 
 
@@ -177,21 +178,17 @@ def surface_point(
     ys, xs, z = ys[keep], xs[keep], z[keep]
     um, vm = np.median(xs), np.median(ys)
     c = int(np.argmin((xs - um) ** 2 + (ys - vm) ** 2))
-    near = (xs - xs[c]) ** 2 + (ys - ys[c]) ** 2 <= radius_px**2
-    u, v = xs[near] + x0, ys[near] + y0
-    points = intrinsics.rays(u, v) * z[near][:, None]
+    d2 = (xs - xs[c]) ** 2 + (ys - ys[c]) ** 2
+    centre = d2 <= POSITION_RADIUS_PX**2
     ray = intrinsics.rays(np.array([xs[c] + x0]), np.array([ys[c] + y0]))[0]
-    pixel = (int(xs[c] + x0), int(ys[c] + y0))
+    position = ray * float(np.median(z[centre]))
+    near = d2 <= radius_px**2
+    points = intrinsics.rays(xs[near] + x0, ys[near] + y0) * z[near][:, None]
     plane = fit_plane(points)
+    normal = None
     if plane is not None:
-        centroid, normal = plane
-        denom = float(normal @ ray)
-        if abs(denom) > 1e-3 * np.linalg.norm(ray):  # ray not (almost) parallel to the plane
-            position = ray * float(normal @ centroid) / denom
-            if float(normal @ position) > 0:
-                normal = -normal
-            return SurfacePoint(position, normal, fraction, pixel)
-    return SurfacePoint(ray * float(np.median(z[near])), None, fraction, pixel)
+        normal = plane[1] if float(plane[1] @ position) < 0 else -plane[1]
+    return SurfacePoint(position, normal, fraction, (int(xs[c] + x0), int(ys[c] + y0)))
 
 
 def pick_order(points: Sequence[SurfacePoint], occluded: Sequence[bool]) -> list[int]:

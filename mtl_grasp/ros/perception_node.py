@@ -111,11 +111,6 @@ def _default_detector_factory(**kwargs: Any) -> Any:
     return Detector(**kwargs)
 
 
-def _inference_size(value: int) -> int | str | None:
-    """Node parameter -> Detector argument: -1 = the model's training size, 0 = camera resolution."""
-    return {-1: "train", 0: None}.get(value, value)
-
-
 class _Job:
     """A synchronised pair waiting for the worker, with the time it became ready."""
 
@@ -233,15 +228,8 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        providers = list(self._param("providers"))
         try:
-            self._detector = self._detector_factory(
-                model_path=str(Path(self._param("model_path")).expanduser()),
-                providers=None if providers == ["auto"] else providers,
-                score_threshold=float(self._param("score_threshold")),
-                max_instances=int(self._param("max_instances")),
-                inference_size=_inference_size(int(self._param("inference_size"))),
-            )
+            self._detector = self._detector_factory(**P.detector_kwargs(self._param))
         except Exception as exc:  # noqa: BLE001 - any load failure is reported, the node lives on
             return self._fail(f"could not load the model: {exc}")
         self._slot = KeepLatest()
