@@ -10,9 +10,10 @@ reads), pairs RGB and depth by header stamp exactly like the node (mtl_grasp.ros
 fields), the overlay image and the PoseArray of pick candidates into a new bag, each message stamped
 with its input RGB header and logged at the log time of the message that completed its pair. Unlike
 the node, every pair is processed (no real-time deadline, so no frame is dropped for being busy).
-Needs rosbags, numpy, opencv and onnxruntime only: no rclpy, no torch. A summary (frames, pairs, drops, latency, problems)
-is printed at the end; exit code 0 when at least one frame was processed, 1 when none could be (the
-summary says why: missing topics, nothing paired, only bad frames), 2 for bad arguments.
+Needs rosbags, numpy, opencv and onnxruntime only: no rclpy, no torch. A summary (frames, pairs,
+drops, latency, problems) is printed at the end; exit code 0 when at least one frame was processed,
+1 when none could be (the summary says why: missing topics, nothing paired, only bad frames), 2 for
+bad arguments.
 """
 
 from __future__ import annotations
