@@ -98,7 +98,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "perception_node = mtl_grasp.ros.perception_node:main",
+            "perception_node = mtl_grasp.ros.perception_node:console_main",
             "mgn_replayer = mtl_grasp.ros.replayer:main",
             "perception_offline = mtl_grasp.bag.offline:main",
             "mtl-train = training.cli:main",

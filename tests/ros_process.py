@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
@@ -20,6 +21,36 @@ from mtl_grasp.ros.images import array_to_image
 from mtl_grasp_msgs.msg import InstanceArray
 
 REPO = Path(__file__).resolve().parents[1]
+SHM = Path("/dev/shm")
+PROFILE_SEGMENT_BYTES = 32 * 2**20  # config/fastdds_shm.xml (Fast DDS's default segment is 512 KB)
+
+
+def large_segments(since: float) -> list[Path]:
+    """Shared-memory files of the profile's size modified since `since` (epoch seconds)."""
+    found = []
+    for f in SHM.glob("fastdds_*"):
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_size >= PROFILE_SEGMENT_BYTES and st.st_mtime >= since:
+            found.append(f)
+    return found
+
+
+@pytest.fixture
+def no_leaked_segments():
+    """Fails a test after which a 32 MiB Fast DDS segment created during it is still in /dev/shm
+    (a process of the test ended without finalising its DDS participant); removes such segments."""
+    if not SHM.is_dir():
+        pytest.skip("no /dev/shm")
+    start = time.time() - 1
+    yield
+    leaked = large_segments(start)
+    for f in leaked:  # clean up whatever the outcome, then report
+        f.unlink(missing_ok=True)
+        Path(f"{f}_el").unlink(missing_ok=True)
+    assert not leaked, f"shared-memory segments left in /dev/shm: {leaked}"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -35,14 +66,18 @@ def node_env(domain: int, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_node(domain: int, model: Path, tmp: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_node(
+    domain: int, model: Path, tmp: Path, env: dict[str, str] | None = None, extra_params: str = ""
+) -> subprocess.Popen:
     """`python -m mtl_grasp.ros.perception_node` named /detector, inputs remapped to /cam/color and
-    /cam/depth; stdout+stderr to a file in `tmp` (read it with `output(proc)`)."""
+    /cam/depth; stdout+stderr to a file in `tmp` (read it with `output(proc)`). `extra_params`: more
+    YAML lines of the ros__parameters section (4-space indented)."""
     params = tmp / "site.yaml"
     params.write_text(
         "/**:\n  ros__parameters:\n"
         f"    model_path: '{model}'\n    providers: ['cpu']\n    score_threshold: 0.3\n"
         "    inference_size: 0\n"  # camera resolution: the test frames reach the model unresized
+        + extra_params
     )
     cmd = [
         sys.executable, "-m", "mtl_grasp.ros.perception_node", "--ros-args", "--params-file", str(params),

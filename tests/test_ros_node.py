@@ -26,6 +26,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from ros_process import no_leaked_segments  # noqa: E402,F401 - fixture
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
@@ -141,6 +142,13 @@ class Harness:
         if depth_msg is not None:
             self.depth_pub.publish(depth_msg)
         return (1000 + self.stamp) * 1_000_000_000 + 500
+
+    def send_depth(self, depth_msg: Image) -> None:
+        """Publish a depth frame alone (its own stamp), e.g. to starve the rgb stream."""
+        self.stamp += 1
+        depth_msg.header.stamp.sec, depth_msg.header.stamp.nanosec = 1000 + self.stamp, 500
+        depth_msg.header.frame_id = FRAME
+        self.depth_pub.publish(depth_msg)
 
     def result_for(self, stamp_ns: int, topic: str = "instances"):
         for msg in self.received[topic]:
@@ -314,6 +322,24 @@ def test_unpaired_streams_are_reported(harness):
     assert len(msg.instances) > 0
 
 
+def test_a_starving_stream_gives_a_warn_diagnostic_naming_it(harness):
+    """Depth at ~20 Hz, rgb at a quarter of that (what large best-effort RGB frames across processes
+    without the shared-memory profile look like): WARN, 'rgb starves', with both rates."""
+    rgb_msg, depth_msg = _good_pair()
+    for i in range(60):
+        if i % 4 == 0:
+            harness.send(rgb_msg, depth_msg)
+        else:
+            harness.send_depth(depth_msg)
+        harness.spin_until(lambda: False, timeout=0.05)
+    assert harness.spin_until(
+        lambda: harness.diagnostics and "starves" in _diag_values(harness)["_message"], timeout=5
+    )
+    values = _diag_values(harness)
+    assert values["_level"] == bytes([1]) and values["_message"].startswith("rgb starves")
+    assert float(values["depth_hz"]) > 2 * float(values["rgb_hz"]) > 0
+
+
 def test_missing_model_is_an_error_until_it_appears(ctx, tmp_path, model_path):
     target = tmp_path / "later.onnx"
     h = Harness(ctx, target)
@@ -387,6 +413,7 @@ def test_qos_overrides_and_namespace(ctx, model_path):
         h.close()
 
 
+@pytest.mark.usefixtures("no_leaked_segments")
 def test_node_runs_as_a_process_and_exits_0_on_sigint(domain, model_path, tmp_path):
     params = tmp_path / "site.yaml"
     params.write_text(

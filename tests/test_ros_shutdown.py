@@ -21,7 +21,7 @@ pytest.importorskip("onnx")
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
-from ros_process import CpuLoad, Peer, frame, output, start_node, stop  # noqa: E402
+from ros_process import CpuLoad, Peer, frame, no_leaked_segments, output, start_node, stop  # noqa: E402,F401
 
 from mtl_grasp.ros.domain import localhost_only, reserved_domain_id  # noqa: E402
 from training.export.contract_model import write_contract_model  # noqa: E402
@@ -90,6 +90,7 @@ def shutdown_seconds(case: str, model, tmp_path) -> float:
             peer.close()
 
 
+@pytest.mark.usefixtures("no_leaked_segments")
 @pytest.mark.parametrize("case", CASES)
 def test_shutdown_mid_inference_under_load_exits_0_promptly(case, busy_model, tmp_path):
     elapsed = shutdown_seconds(case, busy_model, tmp_path)
@@ -98,6 +99,7 @@ def test_shutdown_mid_inference_under_load_exits_0_promptly(case, busy_model, tm
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("no_leaked_segments")
 @pytest.mark.parametrize("case", CASES)
 def test_shutdown_within_2s_ten_times_under_load(case, busy_model, tmp_path):
     times = [shutdown_seconds(case, busy_model, tmp_path) for _ in range(10)]

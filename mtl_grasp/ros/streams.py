@@ -31,15 +31,16 @@ class StreamVerdict:
 class StreamMonitor:
     """Arrival rates of rgb and depth and a verdict per period."""
 
-    def __init__(self, window_s: float = WINDOW_S) -> None:
+    def __init__(self, start_s: float, window_s: float = WINDOW_S) -> None:
+        """`start_s`: when the counters were zero (the synchroniser's creation), monotonic seconds."""
         self._window_s = window_s
-        self._samples: deque[tuple[float, int, int, int]] = deque()
+        self._samples: deque[tuple[float, int, int, int]] = deque([(start_s, 0, 0, 0)])
 
     def update(
         self, now_s: float, received_rgb: int, received_depth: int, pairs: int, slop_s: float
     ) -> StreamVerdict:
         """Record the counters at `now_s` (seconds, monotonic) and judge the last period and window."""
-        prev = self._samples[-1] if self._samples else (now_s, received_rgb, received_depth, pairs)
+        prev = self._samples[-1]
         self._samples.append((now_s, received_rgb, received_depth, pairs))
         while len(self._samples) > 2 and now_s - self._samples[0][0] > self._window_s:
             self._samples.popleft()
