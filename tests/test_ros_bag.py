@@ -37,7 +37,7 @@ from mtl_grasp.ros.messages import CAMERA_INFO, IMAGE, INSTANCE_ARRAY  # noqa: E
 from mtl_grasp.ros.parameters import detector_kwargs, load_parameter_files  # noqa: E402
 from mtl_grasp.ros.pipeline import FramePipeline  # noqa: E402
 from mtl_grasp.runtime import Detector  # noqa: E402
-from training.export.contract_model import write_contract_model  # noqa: E402
+from training.contract_model import write_contract_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STORAGES = ("mcap", "sqlite3")

@@ -38,7 +38,7 @@ from mtl_grasp.ros.parameters import default_params_file  # noqa: E402
 from mtl_grasp.ros.perception_node import PerceptionNode  # noqa: E402
 from mtl_grasp.runtime import Detector  # noqa: E402
 from mtl_grasp_msgs.msg import InstanceArray  # noqa: E402
-from training.export.contract_model import write_contract_model  # noqa: E402
+from training.contract_model import write_contract_model  # noqa: E402
 
 pytestmark = pytest.mark.ros
 H, W = 48, 64

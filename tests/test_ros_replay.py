@@ -26,7 +26,7 @@ from mtl_grasp.ros.domain import localhost_only, reserved_domain_id  # noqa: E40
 from mtl_grasp.ros.images import image_to_array  # noqa: E402
 from mtl_grasp.ros.replayer import Replayer, depth_message_array  # noqa: E402
 from mtl_grasp.runtime import Detector  # noqa: E402
-from training.export.contract_model import write_contract_model  # noqa: E402
+from training.contract_model import write_contract_model  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from lifecycle_msgs.srv import ChangeState  # noqa: E402
 from ros_process import CpuLoad, Peer, frame, no_leaked_segments, output, start_node, stop  # noqa: E402,F401
 
 from mtl_grasp.ros.domain import localhost_only, reserved_domain_id  # noqa: E402
-from training.export.contract_model import write_contract_model  # noqa: E402
+from training.contract_model import write_contract_model  # noqa: E402
 
 pytestmark = pytest.mark.ros
 CASES = ("sigint", "sigterm", "lifecycle")
@@ -35,8 +35,8 @@ localhost_only()
 
 @pytest.fixture(scope="module")
 def busy_model(tmp_path_factory):
-    # ~3000 products of 512x512 matrices: seconds of inference on any CPU
-    return write_contract_model(tmp_path_factory.mktemp("model") / "busy.onnx", n=4, slow_matmuls=3000)
+    # 300 products of 1024x1024 matrices (0.6 TFLOP): seconds of inference on any CPU
+    return write_contract_model(tmp_path_factory.mktemp("model") / "busy.onnx", n=4, slow_matmuls=300)
 
 
 def _wait_mid_inference(peer: Peer, proc) -> None:
@@ -105,3 +105,31 @@ def test_shutdown_within_2s_ten_times_under_load(case, busy_model, tmp_path):
     times = [shutdown_seconds(case, busy_model, tmp_path) for _ in range(10)]
     print(f"{case}: exit after " + ", ".join(f"{t:.2f}" for t in times) + " s")
     assert max(times) < REQUIRED_S, times
+
+
+def test_detector_terminate_aborts_a_running_inference(busy_model):
+    """onnxruntime RunOptions.terminate, as the node uses it: the running call raises promptly."""
+    import threading
+
+    from mtl_grasp.runtime import Detector
+
+    detector = Detector(busy_model, providers="cpu", num_threads=1)
+    rgb, depth = frame(96, 128, 1)
+    outcome: list[BaseException | None] = []
+
+    def infer() -> None:
+        try:
+            detector(rgb, depth)
+            outcome.append(None)
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    worker = threading.Thread(target=infer)
+    worker.start()
+    time.sleep(0.3)
+    assert worker.is_alive(), "inference finished before it could be terminated"
+    start = time.monotonic()
+    detector.terminate()
+    worker.join(timeout=30)
+    assert not worker.is_alive() and time.monotonic() - start < 1.0
+    assert outcome and outcome[0] is not None and "terminate" in str(outcome[0]).lower()

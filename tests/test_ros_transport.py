@@ -27,7 +27,7 @@ from ros_process import REPO, Peer, no_leaked_segments, node_env, output, start_
 
 from mtl_grasp.ros.domain import localhost_only, reserved_domain_id  # noqa: E402
 from mtl_grasp.ros.transport import profile_path  # noqa: E402
-from training.export.contract_model import write_contract_model  # noqa: E402
+from training.contract_model import write_contract_model  # noqa: E402
 
 pytestmark = pytest.mark.ros
 SEGMENT_BYTES = 32 * 2**20

@@ -1,7 +1,9 @@
 """A tiny ONNX model that honours mtl_grasp/contract.py: fixed boxes and masks, scores scaled by the
 image brightness, depth entering the graph. Shared by the node benchmark (`python -m training bench
 node`: realistic instance counts independent of how fast a trained network is) and the tests of the
-runtime, the node and the offline bag tools (a real onnxruntime session in milliseconds)."""
+runtime, the node and the offline bag tools (a real onnxruntime session in milliseconds). It lives
+here, not in tests/ (the benchmark needs it too) nor in training/export/ (whose package imports torch:
+this module needs only numpy and onnx)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from mtl_grasp.contract import (
     ModelMetadata,
 )
 
-SLOW_MATMUL_SIZE = 512
+SLOW_MATMUL_SIZE = 1024
 
 
 def contract_model_outputs(n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -101,7 +103,7 @@ def write_contract_model(
 
     boxes = fixed fractions x (W, H, W, H) of the input; scores = base scores x (0.5 + 0.5 mean(rgb)),
     so brighter frames score higher and a different frame gives a different output.
-    `slow_matmuls` > 0 adds that many 512 x 512 matrix products (a few ms each on one CPU core) to
+    `slow_matmuls` > 0 adds that many 1024 x 1024 matrix products (2 GFLOP each: tens of ms on one core) to
     every inference of an input at least `slow_min_width` pixels wide, without changing the outputs:
     a model that is reliably busy, for tests of what happens mid-inference (narrower frames, like the
     detector's warm-up at the training size 64, stay fast).
