@@ -25,8 +25,21 @@ SHM = Path("/dev/shm")
 PROFILE_SEGMENT_BYTES = 32 * 2**20  # config/fastdds_shm.xml (Fast DDS's default segment is 512 KB)
 
 
+def _mapped_segments() -> set[str]:
+    """/dev/shm files mapped by any live process (a segment still in use is not a leak)."""
+    mapped: set[str] = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text()
+        except OSError:  # the process ended, or is not ours to read
+            continue
+        mapped.update(line.split()[-1] for line in text.splitlines() if "/dev/shm/fastdds_" in line)
+    return mapped
+
+
 def large_segments(since: float) -> list[Path]:
-    """Shared-memory files of the profile's size modified since `since` (epoch seconds)."""
+    """Shared-memory files of the profile's size, modified since `since` (epoch seconds), that no live
+    process maps: left behind by a process that ended without finalising its DDS participant."""
     found = []
     for f in SHM.glob("fastdds_*"):
         try:
@@ -35,6 +48,9 @@ def large_segments(since: float) -> list[Path]:
             continue
         if st.st_size >= PROFILE_SEGMENT_BYTES and st.st_mtime >= since:
             found.append(f)
+    if found:
+        mapped = _mapped_segments()
+        found = [f for f in found if str(f) not in mapped]
     return found
 
 

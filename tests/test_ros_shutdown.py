@@ -133,3 +133,20 @@ def test_detector_terminate_aborts_a_running_inference(busy_model):
     worker.join(timeout=30)
     assert not worker.is_alive() and time.monotonic() - start < 1.0
     assert outcome and outcome[0] is not None and "terminate" in str(outcome[0]).lower()
+
+
+def test_watchdog_ends_a_stuck_process_with_status_0():
+    """The last resort: whatever blocks after a shutdown request, the process exits 0 at the deadline."""
+    import subprocess
+    import sys
+
+    code = (
+        "import time\n"
+        "from mtl_grasp.ros.perception_node import ShutdownGuard\n"
+        "ShutdownGuard(deadline_s=0.3).request()\n"
+        "time.sleep(60)  # stuck\n"
+    )
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "shutdown deadline reached" in done.stderr
+    assert time.monotonic() - start < 30  # far below the 60 s the process would otherwise sleep
