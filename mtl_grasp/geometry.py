@@ -137,6 +137,18 @@ def fit_plane(points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return centroid, vt[2] / np.linalg.norm(vt[2])
 
 
+def _check_inputs(depth_m: np.ndarray, mask: np.ndarray, intrinsics: Intrinsics, radius_px: int) -> None:
+    if depth_m.shape != mask.shape:
+        raise ValueError(f"depth_m: shape {depth_m.shape} differs from mask {mask.shape}")
+    if (intrinsics.height, intrinsics.width) != depth_m.shape:
+        raise ValueError(
+            f"intrinsics: {intrinsics.width}x{intrinsics.height} but the image is "
+            f"{depth_m.shape[1]}x{depth_m.shape[0]}"
+        )
+    if radius_px < 1:
+        raise ValueError(f"radius_px: expected >= 1, got {radius_px}")
+
+
 def surface_point(
     depth_m: np.ndarray,
     mask: np.ndarray,
@@ -153,15 +165,7 @@ def surface_point(
         radius_px: neighbourhood radius of the plane fit, pixels (>= 1).
         box: (x1, y1, x2, y2) tight box of the mask, if known (restricts the work to it).
     """
-    if depth_m.shape != mask.shape:
-        raise ValueError(f"depth_m: shape {depth_m.shape} differs from mask {mask.shape}")
-    if (intrinsics.height, intrinsics.width) != depth_m.shape:
-        raise ValueError(
-            f"intrinsics: {intrinsics.width}x{intrinsics.height} but the image is "
-            f"{depth_m.shape[1]}x{depth_m.shape[0]}"
-        )
-    if radius_px < 1:
-        raise ValueError(f"radius_px: expected >= 1, got {radius_px}")
+    _check_inputs(depth_m, mask, intrinsics, radius_px)
     x0, y0 = (box[0], box[1]) if box is not None else (0, 0)
     if box is not None:
         depth_m, mask = depth_m[box[1] : box[3], box[0] : box[2]], mask[box[1] : box[3], box[0] : box[2]]

@@ -103,17 +103,37 @@ def write_contract_model(
 
     boxes = fixed fractions x (W, H, W, H) of the input; scores = base scores x (0.5 + 0.5 mean(rgb)),
     so brighter frames score higher and a different frame gives a different output.
-    `slow_matmuls` > 0 adds that many 1024 x 1024 matrix products (2 GFLOP each: tens of ms on one core) to
-    every inference of an input at least `slow_min_width` pixels wide, without changing the outputs:
+    `slow_matmuls` > 0 adds that many 1024 x 1024 matrix products (2 GFLOP each: tens of ms on one
+    core) to every inference of an input at least `slow_min_width` pixels wide, without changing the outputs:
     a model that is reliably busy, for tests of what happens mid-inference (narrower frames, like the
     detector's warm-up at the training size 64, stay fast).
     """
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     if n < 1:
         raise ValueError(f"n: expected at least one instance, got {n}")
-    c = contract_model_outputs(n, seed)
+    scores_out = "scores_raw" if slow_matmuls else OUTPUT_SCORES
+    inits, nodes = _contract_graph(contract_model_outputs(n, seed), scores_out)
+    if slow_matmuls:
+        busy_inits, busy_nodes, zero = _busy_nodes(slow_matmuls, slow_min_width)
+        inits += busy_inits
+        nodes += [*busy_nodes, helper.make_node("Add", ["scores_raw", zero], [OUTPUT_SCORES])]
+    graph = helper.make_graph(nodes, "mtl_grasp_contract_test_model", *_graph_io(n), initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="mtl_grasp")
+    model.ir_version = 8
+    meta = metadata or ModelMetadata(train_image_size=64, config_hash="synthetic-contract-model")
+    helper.set_model_props(model, meta.to_dict())
+    onnx.checker.check_model(model)
+    path = Path(path)
+    onnx.save(model, str(path))
+    return path
+
+
+def _contract_graph(c: dict[str, np.ndarray], scores_out: str) -> tuple[list, list]:
+    """Initialisers and nodes of the fixed-output graph (scores written to `scores_out`)."""
+    from onnx import TensorProto, helper, numpy_helper
+
     inits = [
         numpy_helper.from_array(c["box_fractions"], "box_fractions"),
         numpy_helper.from_array(c["base_scores"], "base_scores"),
@@ -135,7 +155,7 @@ def write_contract_model(
         helper.make_node("ReduceMean", [INPUT_RGB], ["mean_rgb"], keepdims=0),
         helper.make_node("Mul", ["mean_rgb", "half"], ["mean_half"]),
         helper.make_node("Add", ["mean_half", "half"], ["factor"]),
-        helper.make_node("Mul", ["base_scores", "factor"], ["scores_raw" if slow_matmuls else OUTPUT_SCORES]),
+        helper.make_node("Mul", ["base_scores", "factor"], [scores_out]),
         helper.make_node("Identity", ["const_labels"], [OUTPUT_LABELS]),
         helper.make_node("Identity", ["const_visible"], [OUTPUT_VISIBLE_MASKS]),
         helper.make_node("Identity", ["const_amodal"], [OUTPUT_AMODAL_MASKS]),
@@ -145,33 +165,24 @@ def write_contract_model(
         helper.make_node("Sub", ["depth_zero_a", "depth_zero_a"], ["depth_zero"]),
         helper.make_node("Add", ["const_occlusion", "depth_zero"], [OUTPUT_OCCLUSION]),
     ]
-    if slow_matmuls:
-        busy_inits, busy_nodes, zero = _busy_nodes(slow_matmuls, slow_min_width)
-        inits += busy_inits
-        nodes += [*busy_nodes, helper.make_node("Add", ["scores_raw", zero], [OUTPUT_SCORES])]
-    m = ROI_MASK_SIZE
-    graph = helper.make_graph(
-        nodes,
-        "mtl_grasp_contract_test_model",
-        [
-            helper.make_tensor_value_info(INPUT_RGB, TensorProto.FLOAT, [1, 3, "H", "W"]),
-            helper.make_tensor_value_info(INPUT_DEPTH, TensorProto.FLOAT, [1, 1, "H", "W"]),
-        ],
-        [
-            helper.make_tensor_value_info(OUTPUT_BOXES, TensorProto.FLOAT, [n, 4]),
-            helper.make_tensor_value_info(OUTPUT_SCORES, TensorProto.FLOAT, [n]),
-            helper.make_tensor_value_info(OUTPUT_LABELS, TensorProto.INT64, [n]),
-            helper.make_tensor_value_info(OUTPUT_VISIBLE_MASKS, TensorProto.FLOAT, [n, m, m]),
-            helper.make_tensor_value_info(OUTPUT_AMODAL_MASKS, TensorProto.FLOAT, [n, m, m]),
-            helper.make_tensor_value_info(OUTPUT_OCCLUSION, TensorProto.FLOAT, [n]),
-        ],
-        initializer=inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="mtl_grasp")
-    model.ir_version = 8
-    meta = metadata or ModelMetadata(train_image_size=64, config_hash="synthetic-contract-model")
-    helper.set_model_props(model, meta.to_dict())
-    onnx.checker.check_model(model)
-    path = Path(path)
-    onnx.save(model, str(path))
-    return path
+    return inits, nodes
+
+
+def _graph_io(n: int) -> tuple[list, list]:
+    """The contract's graph inputs and outputs for `n` detections."""
+    from onnx import TensorProto, helper
+
+    m, f = ROI_MASK_SIZE, TensorProto.FLOAT
+    inputs = [
+        helper.make_tensor_value_info(INPUT_RGB, f, [1, 3, "H", "W"]),
+        helper.make_tensor_value_info(INPUT_DEPTH, f, [1, 1, "H", "W"]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info(OUTPUT_BOXES, f, [n, 4]),
+        helper.make_tensor_value_info(OUTPUT_SCORES, f, [n]),
+        helper.make_tensor_value_info(OUTPUT_LABELS, TensorProto.INT64, [n]),
+        helper.make_tensor_value_info(OUTPUT_VISIBLE_MASKS, f, [n, m, m]),
+        helper.make_tensor_value_info(OUTPUT_AMODAL_MASKS, f, [n, m, m]),
+        helper.make_tensor_value_info(OUTPUT_OCCLUSION, f, [n]),
+    ]
+    return inputs, outputs

@@ -632,7 +632,7 @@ def _spin_until_shutdown(executor: SingleThreadedExecutor, node: PerceptionNode,
 
 
 def main(args: Sequence[str] | None = None) -> int:
-    """Console entry `perception_node`: `python -m mtl_grasp.ros.perception_node --ros-args ...`.
+    """Run the node until shutdown (`console_main` is the console entry; this returns instead of exiting).
 
     Exit codes: 0 after SIGINT, SIGTERM or the lifecycle shutdown transition (within
     SHUTDOWN_DEADLINE_S of the request); 2 for invalid parameters or a missing defaults file.
@@ -652,8 +652,24 @@ def main(args: Sequence[str] | None = None) -> int:
     guard.install()
     context = rclpy.Context()
     rclpy.init(args=argv, context=context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
-    node = None
-    executor = None
+    try:
+        worker_done, code = _run(context, guard)
+    finally:
+        guard.uninstall()
+    _finalize(context)
+    if not worker_done:
+        # a worker thread still inside onnxruntime must not race the interpreter's finalisation
+        _force_exit()
+    guard.disarm()
+    return code
+
+
+def _run(context: Any, guard: ShutdownGuard) -> tuple[bool, int]:
+    """Spin the node until a shutdown request, then stop it in order; (worker ended, exit code).
+
+    Every reference to the node and the executor is gone when this returns, so the context can be
+    finalised."""
+    node = executor = None
     worker_done, code = True, 0
     try:
         node = PerceptionNode(context=context)
@@ -673,18 +689,11 @@ def main(args: Sequence[str] | None = None) -> int:
             worker_done = node._stop_processing() and not node.worker_busy
             with contextlib.suppress(Exception):
                 node.destroy_node()
-        if executor is not None:
+        if executor is not None:  # it caches entities of its last wait: shut it down
             with contextlib.suppress(Exception):
                 executor.shutdown(timeout_sec=0.1)
         rclpy.try_shutdown(context=context)
-        guard.uninstall()
-    node = executor = None  # the executor caches entities of the last wait: drop it too
-    _finalize(context)
-    if not worker_done:
-        # a worker thread still inside onnxruntime must not race the interpreter's finalisation
-        _force_exit()
-    guard.disarm()
-    return code
+    return worker_done, code
 
 
 def _finalize(context: Any) -> None:
