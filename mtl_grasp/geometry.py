@@ -200,7 +200,9 @@ def pick_order(points: Sequence[SurfacePoint], occluded: Sequence[bool]) -> list
     if len(points) != len(occluded):
         raise ValueError(f"occluded: {len(occluded)} flags for {len(points)} points")
     ranked = [
-        (bool(occluded[i]), float(np.linalg.norm(p.position)), i) for i, p in enumerate(points) if p.valid
+        (bool(occluded[i]), float(np.linalg.norm(p.position)), i)
+        for i, p in enumerate(points)
+        if p.position is not None
     ]
     return [i for _, _, i in sorted(ranked)]
 

@@ -45,7 +45,7 @@ def write_dataset_bag(
 
     if not (rate_hz > 0 and np.isfinite(rate_hz)):
         raise ValueError(f"rate: expected a positive number of frames per second, got {rate_hz!r}")
-    views = discover_views(root, require_amodal=False)
+    views = discover_views(Path(root), require_amodal=False)
     if not views:
         raise ValueError(f"dataset: no MetaGraspNet views (scene*/<v>.npz) under {str(root)!r}")
     types = BagTypes()
@@ -89,7 +89,7 @@ def read_instance_arrays(bag: str | os.PathLike, topic: str = "/perception_node/
     from rosbags.rosbag2 import Reader
 
     types = BagTypes()
-    with Reader(bag) as reader:
+    with Reader(Path(bag)) as reader:
         conns = [c for c in reader.connections if c.topic == topic]
         if not conns:
             have = [c.topic for c in reader.connections]
@@ -140,7 +140,7 @@ def evaluate_bag(out_bag: str | os.PathLike, camera_bag: str | os.PathLike, root
     from mtl_grasp.data.coco import build_coco
     from mtl_grasp.evaluation import evaluate
 
-    gt = build_coco(root)
+    gt = build_coco(Path(root))
     predictions = bag_predictions(out_bag, camera_bag)
     for image in gt["images"]:
         if image["id"] not in predictions:

@@ -72,7 +72,8 @@ class BagTypes:
     def coerce(self, msg: Any, typename: str) -> Any:
         """`msg` with numeric arrays as numpy arrays of the field's dtype (in place; returned)."""
         _, fields = self.store.fielddefs[typename]
-        for name, (nodetype, detail) in fields:
+        for name, (nodetype, field_detail) in fields:
+            detail: Any = field_detail  # its shape depends on nodetype (rosbags' field descriptions)
             value = getattr(msg, name)
             if nodetype == Nodetype.NAME:
                 self.coerce(value, detail)

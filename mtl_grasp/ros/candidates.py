@@ -97,6 +97,8 @@ def candidates_pose_array(geometry: FrameGeometry, header: Any, factory: Message
     poses = []
     for i in geometry.order:
         p = geometry.points[i]
+        if p.position is None:  # never in the order; keeps the types honest
+            continue
         pose = factory(POSE)
         pose.position.x, pose.position.y, pose.position.z = (float(v) for v in p.position)
         q = approach_quaternion(p.normal)
@@ -114,14 +116,16 @@ def candidate_markers(geometry: FrameGeometry, header: Any, namespace: str = "mt
 
     markers = []
     for rank, i in enumerate(geometry.order, start=1):
-        p = geometry.points[i]
-        start = Point(x=float(p.position[0]), y=float(p.position[1]), z=float(p.position[2]))
+        p, position = geometry.points[i], geometry.points[i].position
+        if position is None:
+            continue
+        start = Point(x=float(position[0]), y=float(position[1]), z=float(position[2]))
         shape = Marker()
         shape.header, shape.ns, shape.id, shape.action = header, namespace, 2 * i, Marker.ADD
         shape.pose.orientation.w = 1.0
         shape.color.r, shape.color.g, shape.color.b, shape.color.a = 0.1, 0.4, 1.0, 1.0
         if p.normal is not None:
-            end = p.position + 0.05 * p.normal
+            end = position + 0.05 * p.normal
             shape.type = Marker.ARROW
             shape.points = [start, Point(x=float(end[0]), y=float(end[1]), z=float(end[2]))]
             shape.scale.x, shape.scale.y, shape.scale.z = 0.005, 0.01, 0.01  # shaft, head diameters

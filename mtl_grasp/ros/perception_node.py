@@ -434,18 +434,17 @@ class PerceptionNode(LifecycleNode):
             pubs["overlay"].publish(pipeline.overlay(frame))
         if self._param("publish_visible_labels") and pubs["visible_labels"].get_subscription_count():
             pubs["visible_labels"].publish(pipeline.visible_labels(frame))
+        info = self._camera_info
         if self._param("publish_markers") and pubs["markers"].get_subscription_count():
-            if frame.geometry.intrinsics is None:
-                if self._camera_info is not None:  # received, but unusable: say why (no markers)
+            if frame.geometry.intrinsics is None or info is None:
+                if info is not None:  # received, but unusable: say why (no markers)
                     self.get_logger().warning(
                         f"{frame.camera_info_problem}; no markers, no 3-D candidates",
                         throttle_duration_sec=LOG_THROTTLE_S,
                     )
                 return
-            k = self._camera_info.k
-            markers = instance_markers(
-                frame.det, frame.n, frame.depth, k, frame.header, frame.occlusion_threshold, boxes=frame.boxes
-            )
+            occ = frame.occlusion_threshold
+            markers = instance_markers(frame.det, frame.n, frame.depth, info.k, frame.header, occ, boxes=frame.boxes)
             markers.markers += candidate_markers(frame.geometry, frame.header)
             pubs["markers"].publish(markers)
 

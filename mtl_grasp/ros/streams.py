@@ -60,7 +60,7 @@ class StreamMonitor:
                 why = f"only {'rgb' if got_rgb else 'depth'} arrives, {starving} starves; {HINT}"
             verdict.error = f"unpaired streams: {why} ({got_rgb} rgb, {got_depth} depth in the last period)"
             return verdict
-        fast, slow = sorted(rates, key=rates.get, reverse=True)
+        fast, slow = sorted(rates, key=lambda k: rates[k], reverse=True)
         if rates[slow] < STARVING_RATIO * rates[fast] and rates[fast] > 0:
             verdict.warning = (
                 f"{slow} starves: {rates[slow]:.1f} Hz against {fast} {rates[fast]:.1f} Hz over the last "
