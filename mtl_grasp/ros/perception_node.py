@@ -443,8 +443,8 @@ class PerceptionNode(LifecycleNode):
                         throttle_duration_sec=LOG_THROTTLE_S,
                     )
                 return
-            occ = frame.occlusion_threshold
-            markers = instance_markers(frame.det, frame.n, frame.depth, info.k, frame.header, occ, boxes=frame.boxes)
+            f = frame
+            markers = instance_markers(f.det, f.n, f.depth, info.k, f.header, f.occlusion_threshold, boxes=f.boxes)
             markers.markers += candidate_markers(frame.geometry, frame.header)
             pubs["markers"].publish(markers)
 
