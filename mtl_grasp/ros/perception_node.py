@@ -444,7 +444,8 @@ class PerceptionNode(LifecycleNode):
                     )
                 return
             f = frame
-            markers = instance_markers(f.det, f.n, f.depth, info.k, f.header, f.occlusion_threshold, boxes=f.boxes)
+            occ = f.occlusion_threshold
+            markers = instance_markers(f.det, f.n, f.depth, info.k, f.header, occ, boxes=f.boxes)
             markers.markers += candidate_markers(frame.geometry, frame.header)
             pubs["markers"].publish(markers)
 
