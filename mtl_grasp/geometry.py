@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -116,6 +116,16 @@ class SurfacePoint:
 
 
 INVALID = SurfacePoint(None, None, 0.0, None)
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """3-D results of one frame: `points[i]` of instance i, `order` = indices in pick order;
+    `intrinsics` None when the frame had no usable camera_info (positions then all invalid)."""
+
+    intrinsics: Intrinsics | None
+    points: list[SurfacePoint] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)
 
 
 def _inliers(z: np.ndarray) -> np.ndarray:

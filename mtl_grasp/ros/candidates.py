@@ -8,13 +8,13 @@ markers. Without a usable camera_info nothing 3-D is computed: the fields stay i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from mtl_grasp.geometry import (
     DEFAULT_RADIUS_PX,
+    FrameGeometry,
     Intrinsics,
     SurfacePoint,
     approach_quaternion,
@@ -24,17 +24,11 @@ from mtl_grasp.geometry import (
 from mtl_grasp.ros.instances import Box, DetectionsLike
 from mtl_grasp.ros.messages import POSE, POSE_ARRAY, MessageFactory, rclpy_factory
 
+__all__ = ["FrameGeometry", "candidate_markers", "candidates_pose_array", "frame_geometry",
+           "intrinsics_from_camera_info"]
+
 # CameraInfo distortion models whose coefficients mtl_grasp.geometry.Intrinsics understands
 _DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "")
-
-
-@dataclass(frozen=True)
-class FrameGeometry:
-    """3-D results of one frame: `points[i]` of instance i, `order` = indices in pick order."""
-
-    intrinsics: Intrinsics | None
-    points: list[SurfacePoint] = field(default_factory=list)
-    order: list[int] = field(default_factory=list)
 
 
 def intrinsics_from_camera_info(info: Any, height: int, width: int) -> tuple[Intrinsics | None, str]:

@@ -18,7 +18,7 @@ from mtl_grasp.ros.images import fill_image, image_to_array
 from mtl_grasp.ros.messages import INSTANCE, INSTANCE_ARRAY, MessageFactory, rclpy_factory
 
 if TYPE_CHECKING:
-    from mtl_grasp.ros.candidates import FrameGeometry
+    from mtl_grasp.geometry import FrameGeometry
 
 
 class DetectionsLike(Protocol):
