@@ -58,6 +58,8 @@ ROS_BUILD = [
 # pybullet ships binary wheels for CPython 3.10 and 3.11 only (x86_64 manylinux); on 3.12/3.13 pip
 # compiles it from the source distribution (needs a C++ compiler; checked on 3.12.1, ~50 min on 2 busy cores).
 DATA = ["pybullet>=3.2.5"]
+# Offline rosbag2 tools (perception_offline): pure Python, no ROS install, no rclpy (docs/ros.md).
+BAG = ["rosbags>=0.11"]
 # scikit-learn: an independent confusion matrix for the dense-metric tests (tests/test_dense_metrics.py)
 DEV = [
     "pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy>=1.10", "colcon-common-extensions",
@@ -72,7 +74,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (os.path.join("share", PACKAGE, "launch"), glob("launch/*.launch.py")),
-        (os.path.join("share", PACKAGE, "config"), glob("config/*.yaml")),
+        (os.path.join("share", PACKAGE, "config"), glob("config/*.yaml") + glob("config/*.xml")),
         (os.path.join("share", PACKAGE, "config", "train"), glob("config/train/*.yaml")),
     ],
     include_package_data=True,
@@ -84,6 +86,7 @@ setup(
         "robustness": ROBUSTNESS,
         "ros": ROS,
         "ros-build": ROS_BUILD,
+        "bag": BAG,
         "dev": DEV,
         # optional reference implementations for tests/test_mtl_reference_torchjd.py (docs/mtl.md)
         "ref": ["torchjd==0.18.0"],
@@ -95,8 +98,9 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "perception_node = mtl_grasp.ros.perception_node:main",
+            "perception_node = mtl_grasp.ros.perception_node:console_main",
             "mgn_replayer = mtl_grasp.ros.replayer:main",
+            "perception_offline = mtl_grasp.bag.offline:main",
             "mtl-train = training.cli:main",
         ],
     },

@@ -7,6 +7,10 @@
 The node configures and activates itself (its main() triggers the lifecycle transitions), so a plain
 launch_ros Node action is enough. Parameter defaults come from config/perception.yaml (params_file);
 the launch arguments below override only what is usually site-specific.
+
+Large images across processes: the node runs with the Fast DDS profile config/fastdds_shm.xml
+(`fastdds_profile`; 32 MiB shared-memory segment). The camera driver's process needs the same
+profile: export FASTDDS_DEFAULT_PROFILES_FILE before launching it (docs/ros.md, "Transport").
 """
 
 import os
@@ -20,7 +24,9 @@ from launch import LaunchDescription
 
 
 def generate_launch_description():
-    default_params = os.path.join(get_package_share_directory("mtl_grasp"), "config", "perception.yaml")
+    share = get_package_share_directory("mtl_grasp")
+    default_params = os.path.join(share, "config", "perception.yaml")
+    default_profile = os.path.join(share, "config", "fastdds_shm.xml")
     args = [
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
         DeclareLaunchArgument("params_file", default_value=default_params,
@@ -33,7 +39,10 @@ def generate_launch_description():
         DeclareLaunchArgument("depth_topic", default_value="/camera/aligned_depth_to_color/image_raw",
                               description="depth registered to the RGB camera (16UC1 mm or 32FC1 m)"),
         DeclareLaunchArgument("camera_info_topic", default_value="/camera/color/camera_info",
-                              description="CameraInfo of the RGB camera (for ~/markers)"),
+                              description="CameraInfo of the RGB camera (3-D pick candidates, ~/markers)"),
+        DeclareLaunchArgument("fastdds_profile", default_value=default_profile,
+                              description="Fast DDS XML profile of the node (FASTDDS_DEFAULT_PROFILES_FILE); "
+                              "the camera driver needs the same one for large best-effort images"),
     ]
     node = Node(
         package="mtl_grasp",
@@ -41,6 +50,7 @@ def generate_launch_description():
         name="perception_node",
         namespace=LaunchConfiguration("namespace"),
         output="screen",
+        additional_env={"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("fastdds_profile")},
         parameters=[
             LaunchConfiguration("params_file"),
             {

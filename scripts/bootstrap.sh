@@ -14,9 +14,9 @@ want=$(cat setup.py constraints.txt mtl_grasp_msgs/CMakeLists.txt mtl_grasp_msgs
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
-echo "[bootstrap] installing mtl_grasp[train,data,ros,ros-build,dev,ref] into $VENV (first time: a few minutes)"
+echo "[bootstrap] installing mtl_grasp[train,data,ros,ros-build,bag,dev,ref] into $VENV (first time: a few minutes)"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[train,data,ros,ros-build,dev,ref]"
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[train,data,ros,ros-build,bag,dev,ref]"
 # the corruption package without its declared GUI opencv-python (docs/robustness.md)
 "$VENV/bin/python" -m pip install -q --no-deps -c constraints.txt imagecorruptions-imaug
 bash scripts/build_msgs.sh "$VENV"

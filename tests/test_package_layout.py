@@ -44,5 +44,11 @@ def test_colcon_does_not_descend_into_the_root_package() -> None:
 
 def test_package_xml_declares_the_interface_package() -> None:
     text = (ROOT / "package.xml").read_text()
-    assert "<depend>mtl_grasp_msgs</depend>" in text
+    import re
+
+    found = re.search(r'<depend(?: version_gte="([0-9.]+)")?>mtl_grasp_msgs</depend>', text)
+    assert found, "package.xml does not depend on mtl_grasp_msgs"
+    msgs_xml = (ROOT / "mtl_grasp_msgs" / "package.xml").read_text()
+    msgs_version = re.search(r"<version>([0-9.]+)</version>", msgs_xml)
+    assert found.group(1) in (None, msgs_version.group(1))  # the 3-D fields need mtl_grasp_msgs >= 0.2.0
     assert "<build_type>ament_python</build_type>" in text

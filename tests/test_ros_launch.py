@@ -56,6 +56,18 @@ def test_launch_parameters_exist_in_yaml_and_node(tree):
     assert str(yaml_params["score_threshold"]) in declared
 
 
+def test_launch_applies_the_fast_dds_profile(tree):
+    from mtl_grasp.ros.transport import ENV_FASTDDS, PROFILE_NAME, profile_path
+
+    (node_kwargs,) = _call_kwargs(tree, "Node")
+    env = node_kwargs["additional_env"]
+    assert [ast.literal_eval(k) for k in env.keys] == [ENV_FASTDDS]
+    assert ast.unparse(env.values[0]) == "LaunchConfiguration('fastdds_profile')"
+    assert f'"{PROFILE_NAME}"' in LAUNCH.read_text() and profile_path().is_file()
+    setup = (REPO / "setup.py").read_text()
+    assert 'glob("config/*.xml")' in setup  # installed next to perception.yaml
+
+
 def test_launch_remaps_the_node_inputs(tree):
     from mtl_grasp.ros.perception_node import TOPIC_CAMERA_INFO, TOPIC_DEPTH, TOPIC_RGB
 
@@ -84,7 +96,7 @@ def test_launch_description_builds_where_launch_ros_exists():
         description = module.generate_launch_description()
     except LookupError as exc:  # mtl_grasp not installed into the ament index (pip path)
         pytest.skip(f"mtl_grasp share directory not installed: {exc}")
-    assert len(description.entities) == 8
+    assert len(description.entities) == 9  # 8 arguments and the node
 
 
 def _colcon() -> str:

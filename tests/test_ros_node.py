@@ -23,9 +23,11 @@ pytest.importorskip("mtl_grasp_msgs.msg")
 pytest.importorskip("onnx")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import PoseArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from ros_process import no_leaked_segments  # noqa: E402,F401 - fixture
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
@@ -36,7 +38,7 @@ from mtl_grasp.ros.parameters import default_params_file  # noqa: E402
 from mtl_grasp.ros.perception_node import PerceptionNode  # noqa: E402
 from mtl_grasp.runtime import Detector  # noqa: E402
 from mtl_grasp_msgs.msg import InstanceArray  # noqa: E402
-from training.bench.node import write_contract_model  # noqa: E402
+from training.contract_model import write_contract_model  # noqa: E402
 
 pytestmark = pytest.mark.ros
 H, W = 48, 64
@@ -90,7 +92,9 @@ class Harness:
         self.rgb_pub = self.peer.create_publisher(Image, f"{ns}/rgb/image", RELIABLE)
         self.depth_pub = self.peer.create_publisher(Image, f"{ns}/depth/image", RELIABLE)
         self.info_pub = self.peer.create_publisher(CameraInfo, f"{ns}/rgb/camera_info", RELIABLE)
-        self.received: dict[str, list] = {"instances": [], "overlay": [], "markers": [], "visible_labels": []}
+        self.received: dict[str, list] = {
+            "instances": [], "overlay": [], "markers": [], "visible_labels": [], "candidates": []
+        }
         self.diagnostics: list[DiagnosticArray] = []
         out = f"{ns}/perception_node"
         types = {
@@ -98,6 +102,7 @@ class Harness:
             "overlay": Image,
             "markers": MarkerArray,
             "visible_labels": Image,
+            "candidates": PoseArray,
         }
         for name, t in types.items():
             self.peer.create_subscription(t, f"{out}/{name}", self.received[name].append, RELIABLE)
@@ -141,6 +146,13 @@ class Harness:
         if depth_msg is not None:
             self.depth_pub.publish(depth_msg)
         return (1000 + self.stamp) * 1_000_000_000 + 500
+
+    def send_depth(self, depth_msg: Image) -> None:
+        """Publish a depth frame alone (its own stamp), e.g. to starve the rgb stream."""
+        self.stamp += 1
+        depth_msg.header.stamp.sec, depth_msg.header.stamp.nanosec = 1000 + self.stamp, 500
+        depth_msg.header.frame_id = FRAME
+        self.depth_pub.publish(depth_msg)
 
     def result_for(self, stamp_ns: int, topic: str = "instances"):
         for msg in self.received[topic]:
@@ -213,7 +225,58 @@ def test_outputs_equal_the_detector_and_carry_the_input_header(harness, model_pa
     assert labels.encoding == "mono16" and lab.dtype == np.uint16
     assert set(np.unique(lab)) <= set(range(len(instances.instances) + 1))
     assert (lab > 0).sum() > 0
-    assert len(markers.markers) == 1 + 2 * len(instances.instances)
+    # DELETEALL, a box and a text per instance, an arrow and a text per pick candidate
+    assert len(instances.pick_order) == len(instances.instances) and instances.camera_info_valid
+    assert len(markers.markers) == 1 + 2 * len(instances.instances) + 2 * len(instances.pick_order)
+
+
+def _plane_frame(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random RGB over a depth image of a plane tilted about x (0.6 m at the image centre)."""
+    rgb, _ = _frame(seed)
+    v = np.arange(H, dtype=np.float32)[:, None]
+    depth = np.broadcast_to(0.6 + (v - (H - 1) / 2) * 0.002, (H, W)).astype(np.float32).copy()
+    depth[::7, ::5] = np.nan  # holes
+    return rgb, depth
+
+
+def test_3d_candidates_with_camera_info(harness, model_path):
+    from mtl_grasp.geometry import Intrinsics
+    from mtl_grasp.ros.candidates import frame_geometry
+    from mtl_grasp.ros.instances import mask_boxes
+
+    rgb, depth = _plane_frame(5)
+    info = _camera_info()
+    instances, candidates = harness.roundtrip(
+        array_to_image(rgb, "rgb8"), array_to_image(depth, "32FC1"), info, topics=("instances", "candidates")
+    )
+    det = Detector(model_path, providers="cpu", score_threshold=0.3)(rgb, depth)
+    n = len(det.scores)
+    clean = np.nan_to_num(depth)
+    geometry = frame_geometry(det, n, clean, Intrinsics.from_k(info.k, W, H), mask_boxes(det, n), 0.5)
+    assert instances.camera_info_valid and [i - 1 for i in instances.pick_order] == geometry.order
+    assert len(candidates.poses) == len(geometry.order) > 0 and candidates.header == instances.header
+    for rank, (pose, index) in enumerate(zip(candidates.poses, geometry.order), start=1):
+        inst, p = instances.instances[index], geometry.points[index]
+        assert inst.pick_rank == rank and inst.position_valid and inst.normal_valid
+        got = [inst.position.x, inst.position.y, inst.position.z]
+        assert got == pytest.approx(p.position.tolist(), abs=1e-6)
+        assert [pose.position.x, pose.position.y, pose.position.z] == pytest.approx(got, abs=1e-6)
+        assert [inst.normal.x, inst.normal.y, inst.normal.z] == pytest.approx(p.normal.tolist(), abs=1e-6)
+        assert 0.7 < inst.valid_depth_fraction < 1.0  # the holes
+    occluded = [instances.instances[i].occluded for i in geometry.order]
+    assert occluded == sorted(occluded)  # unoccluded first
+
+
+def test_without_camera_info_3d_fields_are_invalid_never_invented(harness):
+    rgb, depth = _plane_frame(6)
+    instances, candidates = harness.roundtrip(
+        array_to_image(rgb, "rgb8"), array_to_image(depth, "32FC1"), topics=("instances", "candidates")
+    )
+    assert not instances.camera_info_valid and list(instances.pick_order) == [] and candidates.poses == []
+    for inst in instances.instances:
+        assert not inst.position_valid and not inst.normal_valid and inst.pick_rank == 0
+        assert (inst.position.x, inst.position.y, inst.position.z) == (0.0, 0.0, 0.0)
+        assert 0.7 < inst.valid_depth_fraction < 1.0  # depth alone still tells how much is valid
 
 
 def test_every_encoding_gives_the_detector_output(harness, model_path):
@@ -312,6 +375,24 @@ def test_unpaired_streams_are_reported(harness):
     assert len(msg.instances) > 0
 
 
+def test_a_starving_stream_gives_a_warn_diagnostic_naming_it(harness):
+    """Depth at ~20 Hz, rgb at a quarter of that (what large best-effort RGB frames across processes
+    without the shared-memory profile look like): WARN, 'rgb starves', with both rates."""
+    rgb_msg, depth_msg = _good_pair()
+    for i in range(60):
+        if i % 4 == 0:
+            harness.send(rgb_msg, depth_msg)
+        else:
+            harness.send_depth(depth_msg)
+        harness.spin_until(lambda: False, timeout=0.05)
+    assert harness.spin_until(
+        lambda: harness.diagnostics and "starves" in _diag_values(harness)["_message"], timeout=5
+    )
+    values = _diag_values(harness)
+    assert values["_level"] == bytes([1]) and values["_message"].startswith("rgb starves")
+    assert float(values["depth_hz"]) > 2 * float(values["rgb_hz"]) > 0
+
+
 def test_missing_model_is_an_error_until_it_appears(ctx, tmp_path, model_path):
     target = tmp_path / "later.onnx"
     h = Harness(ctx, target)
@@ -385,6 +466,7 @@ def test_qos_overrides_and_namespace(ctx, model_path):
         h.close()
 
 
+@pytest.mark.usefixtures("no_leaked_segments")
 def test_node_runs_as_a_process_and_exits_0_on_sigint(domain, model_path, tmp_path):
     params = tmp_path / "site.yaml"
     params.write_text(

@@ -17,6 +17,7 @@ pytest.importorskip("onnx")
 
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from ros_process import no_leaked_segments  # noqa: E402,F401 - fixture
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from mtl_grasp.data.reader import discover_views, load_view  # noqa: E402
@@ -26,7 +27,7 @@ from mtl_grasp.ros.domain import localhost_only, reserved_domain_id  # noqa: E40
 from mtl_grasp.ros.images import image_to_array  # noqa: E402
 from mtl_grasp.ros.replayer import Replayer, depth_message_array  # noqa: E402
 from mtl_grasp.runtime import Detector  # noqa: E402
-from training.bench.node import write_contract_model  # noqa: E402
+from training.contract_model import write_contract_model  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
@@ -126,6 +127,7 @@ def test_replay_demo_detections_equal_the_detector(dataset, model_path):
     assert text.startswith("frame 0: ") and text.count("\n") == len(frames[0].instances)
 
 
+@pytest.mark.usefixtures("no_leaked_segments")  # the replayer applies the 32 MiB shared-memory profile
 def test_replayer_console_entry(dataset):
     with reserved_domain_id() as domain:
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")

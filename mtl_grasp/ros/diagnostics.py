@@ -133,11 +133,13 @@ def diagnostic_status(
     model: str,
     provider: str,
     fatal: str = "",
+    warning: str = "",
 ) -> Any:
     """A DiagnosticStatus for one period.
 
     Level: ERROR when `fatal` is set (e.g. the model could not be loaded) or errors happened in this
-    period; WARN when active but no frame was processed; OK otherwise.
+    period; WARN when `warning` is set (e.g. one input stream starves) or when active but no frame
+    was processed; OK otherwise.
     """
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
@@ -147,6 +149,8 @@ def diagnostic_status(
         level, message = ERROR, f"{snap.errors_since_last} error(s): {snap.last_error}"
     elif state != "active":
         level, message = WARN, f"node is {state}"
+    elif warning:
+        level, message = WARN, warning
     elif snap.fps == 0.0:
         level, message = WARN, "active, no frame processed recently (inputs? rgb/depth pairing?)"
     else:

@@ -10,11 +10,15 @@ Boxes use pixel-edge coordinates: a mask occupying columns 3..5 has x1 = 3, x2 =
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from mtl_grasp.ros.images import fill_image, image_to_array
+from mtl_grasp.ros.messages import INSTANCE, INSTANCE_ARRAY, MessageFactory, rclpy_factory
+
+if TYPE_CHECKING:
+    from mtl_grasp.geometry import FrameGeometry
 
 
 class DetectionsLike(Protocol):
@@ -119,6 +123,8 @@ def detections_to_instance_array(
     occlusion_threshold: float = 0.5,
     max_instances: int | None = None,
     boxes: list[tuple[Box | None, Box | None]] | None = None,
+    geometry: FrameGeometry | None = None,
+    factory: MessageFactory | None = None,
 ) -> Any:
     """Build a mtl_grasp_msgs/InstanceArray from runtime detections (highest scores first).
 
@@ -128,9 +134,12 @@ def detections_to_instance_array(
         occlusion_threshold: `occluded` is `occlusion >= occlusion_threshold`.
         max_instances: keep at most this many (the detector sorts by score); None keeps all.
         boxes: `mask_boxes(det, n)` if already computed.
+        geometry: the frame's 3-D pick candidates (mtl_grasp.ros.candidates.frame_geometry); None
+            marks every 3-D field invalid and leaves pick_order empty.
+        factory: builds empty messages by type name (default: the rclpy message classes; the
+            offline bag tools pass rosbags' types).
     """
-    from mtl_grasp_msgs.msg import Instance, InstanceArray
-
+    factory = factory or rclpy_factory
     height, width = image_size
     n = len(det.scores)
     if max_instances is not None:
@@ -141,12 +150,12 @@ def detections_to_instance_array(
         )
     if boxes is None:
         boxes = mask_boxes(det, n)
-    out = InstanceArray()
+    out = factory(INSTANCE_ARRAY)
     out.header = header
     out.image_height, out.image_width = int(height), int(width)
     instances = []
     for i in range(n):
-        inst = Instance()
+        inst = factory(INSTANCE)
         label = int(det.labels[i])
         inst.id = i + 1
         inst.class_id = label
@@ -162,9 +171,27 @@ def detections_to_instance_array(
         inst.occlusion_probability = float(det.occlusion[i])
         inst.occluded = bool(det.occlusion[i] >= occlusion_threshold)
         inst.occluded_rate = occluded_rate(visible, amodal, abox) if abox is not None else 0.0
+        if geometry is not None:
+            _fill_geometry(inst, geometry, i)
         instances.append(inst)
     out.instances = instances
+    out.camera_info_valid = bool(geometry is not None and geometry.intrinsics is not None)
+    out.pick_order = [i + 1 for i in geometry.order] if geometry is not None else []
     return out
+
+
+def _fill_geometry(inst: Any, geometry: FrameGeometry, i: int) -> None:
+    """The 3-D fields of instance `i`; invalid ones stay 0 with their *_valid flag false."""
+    p = geometry.points[i]
+    inst.valid_depth_fraction = float(p.valid_fraction)
+    if p.position is not None:
+        inst.position_valid = True
+        inst.position.x, inst.position.y, inst.position.z = (float(v) for v in p.position)
+    if p.normal is not None:
+        inst.normal_valid = True
+        inst.normal.x, inst.normal.y, inst.normal.z = (float(v) for v in p.normal)
+    if i in geometry.order:
+        inst.pick_rank = geometry.order.index(i) + 1
 
 
 def _uncrop(img: Any, roi: Any, height: int, width: int, name: str) -> np.ndarray:

@@ -127,3 +127,71 @@ def default_params_file() -> Path:
         if c.is_file():
             return c
     raise FileNotFoundError(f"config/perception.yaml not found; looked in {[str(c) for c in candidates]}")
+
+
+def inference_size_argument(value: int) -> int | str | None:
+    """Node parameter -> Detector argument: -1 = the model's training size, 0 = camera resolution."""
+    return {-1: "train", 0: None}.get(int(value), int(value))
+
+
+def detector_kwargs(param: Callable[[str], Any]) -> dict[str, Any]:
+    """Keyword arguments of mtl_grasp.runtime.Detector from the parameters (node and offline tool)."""
+    providers = list(param("providers"))
+    return {
+        "model_path": str(Path(param("model_path")).expanduser()),
+        "providers": None if providers == [_ORT_PROVIDERS_AUTO] else providers,
+        "score_threshold": float(param("score_threshold")),
+        "max_instances": int(param("max_instances")),
+        "inference_size": inference_size_argument(param("inference_size")),
+    }
+
+
+_PY_TYPES = {"string": (str,), "double": (float, int), "integer": (int,), "bool": (bool,)}
+
+
+def _check_type(spec: ParamSpec, value: Any, source: str) -> Any:
+    if spec.type == "string_array":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = isinstance(value, _PY_TYPES[spec.type]) and not (
+            isinstance(value, bool) and spec.type in ("double", "integer")
+        )
+    if not ok:
+        raise ValueError(f"{spec.name}: expected {spec.type}, got {value!r} ({source})")
+    if spec.range is not None and not spec.range[0] <= value <= spec.range[1]:
+        raise ValueError(f"{spec.name}: expected a value in {list(spec.range)}, got {value!r} ({source})")
+    return float(value) if spec.type == "double" else value
+
+
+def load_parameter_files(paths: list[str | Path], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The node's parameters from ROS 2 parameter files, without rclpy (for the offline tools).
+
+    Starts from config/perception.yaml (the defaults), then each file in order (its `/**` section and
+    any node-name section), then `overrides`. Types, ranges and checks are those of the node; unknown
+    keys (qos_overrides.*, use_sim_time) are ignored. Raises ValueError naming the parameter.
+    """
+    import yaml
+
+    values: dict[str, Any] = {}
+    for path in [default_params_file(), *paths]:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"params file: no such file {str(path)!r}")
+        data = yaml.safe_load(path.read_text()) or {}
+        for section in data.values():
+            if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
+                for name, value in section["ros__parameters"].items():
+                    if name in BY_NAME:
+                        values[name] = _check_type(BY_NAME[name], value, str(path))
+    for name, value in (overrides or {}).items():
+        if name not in BY_NAME:
+            raise ValueError(f"{name}: not a parameter of the node; expected one of {list(PARAMETER_NAMES)}")
+        values[name] = _check_type(BY_NAME[name], value, "override")
+    for name, value in values.items():
+        err = validate(name, value)
+        if err:
+            raise ValueError(err)
+    missing = [p.name for p in PARAMETERS if p.name not in values]
+    if missing:
+        raise ValueError(f"parameters {missing} have no value in {[str(p) for p in paths]}")
+    return values

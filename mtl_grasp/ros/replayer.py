@@ -28,41 +28,15 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CameraInfo, Image
 
+from mtl_grasp.ros.camera import DEFAULT_FRAME_ID, DEPTH_ENCODINGS, camera_info_for, depth_message_array
 from mtl_grasp.ros.images import array_to_image
+from mtl_grasp.ros.transport import apply_default_profile
 
-DEPTH_ENCODINGS = ("32FC1", "16UC1")
-DEFAULT_FRAME_ID = "camera_color_optical_frame"
+__all__ = ["CAMERA_QOS", "DEFAULT_FRAME_ID", "DEPTH_ENCODINGS", "Replayer", "camera_info_for",
+           "depth_message_array", "main"]
+
 # Drivers publish raw sensor data reliable (REP 2003); consumers choose best effort.
 CAMERA_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def depth_message_array(depth_m: np.ndarray, encoding: str) -> np.ndarray:
-    """Depth in metres (0 = invalid) as the array a camera driver would publish in `encoding`."""
-    if encoding == "32FC1":
-        out = depth_m.astype(np.float32, copy=True)
-        out[out <= 0] = np.nan  # REP 118: non-finite marks invalid in 32FC1
-        return out
-    if encoding == "16UC1":
-        return np.clip(np.rint(depth_m * 1000.0), 0, 65535).astype(np.uint16)
-    raise ValueError(f"depth_encoding: expected one of {list(DEPTH_ENCODINGS)}, got {encoding!r}")
-
-
-def camera_info_for(sample: Any, frame_id: str) -> CameraInfo:
-    """CameraInfo of a reader Sample; a 60-degree horizontal field of view when it has no intrinsics."""
-    h, w = sample.rgb.shape[:2]
-    cam = getattr(sample, "camera", None)
-    if cam is not None:
-        fx, fy, cx, cy = cam.fx, cam.fy, cam.cx, cam.cy
-    else:
-        fx = fy = (w / 2) / math.tan(math.radians(30))
-        cx, cy = (w - 1) / 2, (h - 1) / 2
-    info = CameraInfo(height=h, width=w, distortion_model="plumb_bob")
-    info.header.frame_id = frame_id
-    info.d = [0.0] * 5
-    info.k = [float(fx), 0.0, float(cx), 0.0, float(fy), float(cy), 0.0, 0.0, 1.0]
-    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.p = [float(fx), 0.0, float(cx), 0.0, 0.0, float(fy), float(cy), 0.0, 0.0, 0.0, 1.0, 0.0]
-    return info
 
 
 class Replayer(Node):
@@ -168,6 +142,7 @@ def main(args: Sequence[str] | None = None) -> int:
     """Console entry `mgn_replayer`."""
     argv = list(sys.argv if args is None else args)
     opts = build_parser().parse_args(remove_ros_args(argv)[1:])
+    apply_default_profile()  # large images to another process: the shared-memory profile (docs/ros.md)
     context = rclpy.Context()
     rclpy.init(args=argv, context=context)
     node = None

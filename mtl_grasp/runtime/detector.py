@@ -215,6 +215,7 @@ class Detector:
         for note in choice.notes:
             log.info("mtl_grasp.runtime: %s", note)
         self._session = _open_session(self.model_path, choice.providers, self.session_config.to_ort())
+        self._run_options = ort.RunOptions()  # terminate() sets its flag (see there)
         self.metadata = _metadata(self._session, self.model_path)
         self.quantization = self._session.get_modelmeta().custom_metadata_map.get(META_QUANTIZATION, "none")
         self.providers: list[str] = list(self._session.get_providers())
@@ -247,7 +248,8 @@ class Detector:
                 f"rgb: network input {h}x{w} is smaller than {MIN_INPUT_SIDE} pixels per side "
                 "(raise inference_size or use a larger image)"
             )
-        values = self._session.run(list(OUTPUT_NAMES), {INPUT_RGB: inputs.rgb, INPUT_DEPTH: inputs.depth})
+        feeds = {INPUT_RGB: inputs.rgb, INPUT_DEPTH: inputs.depth}
+        values = self._session.run(list(OUTPUT_NAMES), feeds, self._run_options)
         return dict(zip(OUTPUT_NAMES, values))
 
     def __call__(self, rgb: np.ndarray, depth: np.ndarray) -> Detections:
@@ -278,3 +280,12 @@ class Detector:
         t3 = time.perf_counter()
         det.timings = Timings(pre_ms=(t1 - t0) * 1e3, infer_ms=(t2 - t1) * 1e3, post_ms=(t3 - t2) * 1e3)
         return det
+
+    def terminate(self) -> None:
+        """Abort a running inference (called from another thread, e.g. at node shutdown).
+
+        Sets onnxruntime's `RunOptions.terminate`: the session stops between kernels and the running
+        call (and every later one: this detector is finished) raises. Added for bounded shutdown of
+        the ROS node (mtl_grasp.ros.perception_node), which must not wait seconds for a frame.
+        """
+        self._run_options.terminate = True

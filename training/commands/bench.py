@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "measure speed: model, methods, train, diagnostics, runtime, quantization (accuracy), node, synth"
+HELP = (
+    "measure speed: model, methods, train, diagnostics, runtime, quantization (accuracy), node, synth, "
+    "transport"
+)
 DESCRIPTION = (
     "Benchmarks print absolute times and ratios measured in the same run (e.g. a method's step time "
     "relative to EW). Record results in docs/benchmarks.md together with the machine."
 )
-BENCHMARKS = ("model", "methods", "train", "diagnostics", "runtime", "quantization", "node", "synth")
+BENCHMARKS = (
+    "model", "methods", "train", "diagnostics", "runtime", "quantization", "node", "synth", "transport"
+)
 
 
 def _load(name: str):
