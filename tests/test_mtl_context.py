@@ -176,3 +176,28 @@ def test_row_check_rejects_nan_and_inf_but_not_huge_finite_rows(dtype: torch.dty
     G[3, 5] = -math.inf
     with pytest.raises(NonFiniteError, match=r"tasks \['d'\]"):
         ctx._check_rows(G, "feature")
+
+
+FINALISERS = ["backward_loss", "backward_weighted", "shared_direction", "feature_direction"]
+
+
+@pytest.mark.parametrize("finaliser", FINALISERS)
+def test_every_finaliser_drops_the_cached_per_task_gradients(finaliser: str) -> None:
+    """After the step's final backward nothing holds G [T, P] / G_Z [T, m] any more (a loss weighting
+    on a diagnostics step must not keep them alive through the optimiser step)."""
+    import gc
+    import weakref
+
+    model, x, y = make_problem()
+    ctx = make_context(model, x, y)
+    cached = [weakref.ref(ctx.feature_grads()), weakref.ref(ctx.param_grads())]  # e.g. by the diagnostics
+    if finaliser == "backward_loss":
+        ctx.backward_loss(ctx.losses.sum())
+    elif finaliser == "backward_weighted":
+        ctx.backward_weighted(torch.ones(3))
+    elif finaliser == "shared_direction":
+        ctx.backward_shared_direction(torch.zeros(ctx.param_grads().shape[1]))
+    else:
+        ctx.backward_feature_direction(torch.zeros(ctx.feature_grads().shape[1]))
+    gc.collect()
+    assert all(ref() is None for ref in cached), f"{finaliser}: per-task gradients still cached"

@@ -198,6 +198,7 @@ class StepContext:
         total.backward()
         grads = [z.grad if z.grad is not None else torch.zeros_like(z) for z in leaves]
         torch.autograd.backward(list(self.features), grad_tensors=grads)
+        self.release()  # like the direction finalisers: no cached G / G_Z through the optimiser step
 
     def backward_weighted(self, weights: Tensor) -> None:
         """Heads and backbone receive the gradients of Σ_i w_i L_i (w detached)."""
