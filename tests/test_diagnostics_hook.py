@@ -253,3 +253,19 @@ def test_a_failing_measure_is_warned_once_left_out_and_training_continues() -> N
         step(TinyBatch(*batch(T, 3)), 3, 0, [strict])
     with pytest.raises(ValueError, match="strict"):
         DiagnosticsConfig(strict="yes")  # type: ignore[arg-type]
+
+
+def test_fd_options_that_can_never_run_are_config_errors() -> None:
+    """A combination FD refuses on every step (zero='count' with a 'mean' window, a neighbourhood along
+    the task dimension) fails when the config is read, not as a warning at the first diagnostic step
+    that leaves FD out of the whole run."""
+    for bad, word in [
+        ({"fd_zero": "count", "fd_window": 3, "fd_mode": "mean"}, "diagnostics.fd_zero"),
+        ({"fd_window": 3, "fd_axis": 0}, "diagnostics.fd_axis"),
+        ({"fd_window": 3, "fd_axis": [-1, 0]}, "diagnostics.fd_axis"),
+    ]:
+        with pytest.raises(ValueError, match=word):
+            DiagnosticsConfig.from_dict(bad)
+    # the same options are fine where FD accepts them
+    DiagnosticsConfig(fd_zero="count", fd_window=3, fd_mode="box")
+    DiagnosticsConfig(fd_zero="count", fd_window=1, fd_mode="mean", fd_axis=0)

@@ -76,6 +76,24 @@ class DiagnosticsConfig:
             raise ValueError(f"diagnostics.strict: expected true or false, got {self.strict!r}")
         if not self.fd_eps >= 0:
             raise ValueError(f"diagnostics.fd_eps: expected >= 0 (authors' code: 1e-7), got {self.fd_eps!r}")
+        self._validate_fd_window()
+
+    def _validate_fd_window(self) -> None:
+        """What `feature_disentanglement` would refuse on every step: here, before the run starts."""
+        if self.fd_window == 1:
+            return  # no neighbourhood: fd_mode and fd_axis are not used
+        if self.fd_zero == "count" and self.fd_mode == "mean":
+            raise ValueError(
+                "diagnostics.fd_zero: 'count' cannot be combined with fd_mode='mean' and fd_window > 1 "
+                "(zero-saliency locations have no distribution to average); use fd_mode='box' or "
+                "another fd_zero"
+            )
+        axes = [self.fd_axis] if isinstance(self.fd_axis, int) else list(self.fd_axis)
+        if 0 in axes:
+            raise ValueError(
+                f"diagnostics.fd_axis: dimension 0 is the task dimension; the neighbourhood runs along "
+                f"a location dimension of [T, B, C, H, W] (e.g. -1 or [-2, -1]), got {self.fd_axis!r}"
+            )
 
     def due(self, step: int) -> bool:
         """Whether diagnostics run at `step`."""
