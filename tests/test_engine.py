@@ -74,6 +74,28 @@ def test_hook_phases_run_in_order_and_every_hook_is_closed_after_an_error(tmp_pa
     assert b[-1] == "close" and "end" not in b
 
 
+class FailingClose(Hook):
+    def close(self) -> None:
+        raise OSError("disk full while closing")
+
+
+def test_a_hook_whose_close_fails_does_not_keep_the_others_open(tmp_path: Path) -> None:
+    # the run itself succeeds: every hook is closed, then the close error is raised
+    log: list[str] = []
+    hooks = [FailingClose(), Phases(log)]
+    trainer = build_trainer(build_run(tiny_cfg(tmp_path / "a"), CPU, TinyFamily(), hooks, evaluate=False))
+    with pytest.raises(OSError, match="disk full"):
+        trainer.fit()
+    assert log[-2:] == ["end", "close"]
+    # the run fails: every hook is closed and the caller sees the run's error, not the close error
+    log = []
+    hooks = [FailingClose(), Phases(log, fail_at=1)]
+    trainer = build_trainer(build_run(tiny_cfg(tmp_path / "b"), CPU, TinyFamily(), hooks, evaluate=False))
+    with pytest.warns(UserWarning, match="disk full"), pytest.raises(RuntimeError, match="hook failed"):
+        trainer.fit()
+    assert log[-1] == "close"
+
+
 def test_diagnostics_hook_measures_on_due_steps_only(tmp_path: Path) -> None:
     rows = []
 

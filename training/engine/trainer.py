@@ -113,10 +113,27 @@ class Trainer:
                         break
             for h in reversed(self.hooks):  # last installed ends first: the final eval still logs to TB
                 h.on_end(self)
-        finally:
-            for h in self.hooks:  # close files even when the run stops with an error
-                h.close()
+        except BaseException:
+            self._close_hooks(raise_errors=False)  # close files; the caller sees the run's own error
+            raise
+        self._close_hooks(raise_errors=True)
         return {"step": self.step, "skipped": skipped, "train_time_s": self.train_time_s}
+
+    def _close_hooks(self, raise_errors: bool) -> None:
+        """`close()` every hook, also when one of them fails; the first failure is raised afterwards
+        (`raise_errors`) or warned about (while another error is already on its way to the caller)."""
+        errors: list[Exception] = []
+        for h in self.hooks:
+            try:
+                h.close()
+            except Exception as exc:  # noqa: BLE001 - the other hooks must still release what they hold
+                errors.append(exc)
+        first = errors[0] if errors and raise_errors else None
+        for error in errors:
+            if error is not first:
+                warnings.warn(f"{type(error).__name__} while closing a hook: {error}", stacklevel=3)
+        if first is not None:
+            raise first
 
     def _one_step(self, batch: Any) -> StepResult:
         t0 = time.perf_counter()
