@@ -136,13 +136,21 @@ def _write_config(path: Path, cfg: dict) -> Path:
 
 
 @pytest.fixture(scope="module")
-def straight_run(data_root, tmp_path_factory) -> tuple[Path, dict]:
-    """4 uninterrupted steps through the CLI (FAMO: stateful, post-step re-evaluation, own optimiser)."""
+def straight_run(data_root, tmp_path_factory):
+    """4 uninterrupted steps through the CLI (FAMO: stateful, post-step re-evaluation, own optimiser).
+
+    One thread (`train.threads=1`) in every run of these tests, in this process and in the killed
+    subprocess alike: float32 sums depend on the thread count, so runs with different counts differ in
+    the last bits (and the losses then differ). The process's thread count is restored afterwards.
+    """
+    threads = torch.get_num_threads()
     base = tmp_path_factory.mktemp("straight")
-    cfg = tiny(data_root, base / "run", mtl={"name": "famo"}, train={"steps": 4, "checkpoint_every": 2})
+    cfg = tiny(data_root, base / "run", mtl={"name": "famo"},
+               train={"steps": 4, "checkpoint_every": 2, "threads": 1})  # fmt: skip
     cfg_path = _write_config(base / "cfg.yaml", cfg)
     assert cli_main(["train", "--config", str(cfg_path)]) == 0
-    return base / "run", cfg
+    yield base / "run", cfg
+    torch.set_num_threads(threads)
 
 
 def test_cli_run_directory(straight_run):
