@@ -94,3 +94,14 @@ def test_parse_override_values_are_yaml():
     assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
     assert parse_override("a=true") == ("a", True)
     assert parse_override("a=") == ("a", "")
+
+
+def test_the_suite_runs_torch_with_the_configured_intra_op_threads() -> None:
+    """tests/conftest.py asks for OMP_NUM_THREADS (default 1) intra-op threads. pytest imports torch
+    before conftest when it resolves pyproject's warning filter (training.diagnostics.hook), too late
+    for the environment variable; conftest then sets torch's pool itself."""
+    import os
+
+    import torch
+
+    assert torch.get_num_threads() == int(os.environ["OMP_NUM_THREADS"])
