@@ -172,3 +172,31 @@ def test_task_spec_groups_any_family_losses() -> None:
         TaskSpec.from_mapping({"x": ["rpn_box"]}, TASKS)
     with pytest.raises(ValueError, match=r"losses \['c'\] belong to no task"):
         TaskSpec.from_mapping({"ab": ["a", "b"]}, TASKS)
+
+
+def test_kept_step_checkpoints_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
+    """checkpoints/step_<N>.pt (keep_checkpoints) is atomic like last.pt: a copy that dies half-way
+    leaves no torn step file behind."""
+    import shutil
+
+    from training.engine.hooks import Checkpoint
+
+    class Loop:
+        step, run_dir = 3, rundir.RunDir(tmp_path)
+
+        def save_checkpoint(self, path):
+            from training.checkpoint import atomic_save
+
+            return atomic_save({"step": 3}, path)
+
+    def dies_half_way(src, dst, *args, **kwargs):
+        Path(dst).write_bytes(Path(src).read_bytes()[:5])
+        raise OSError("killed mid-copy")
+
+    monkeypatch.setattr(shutil, "copyfile", dies_half_way)
+    with pytest.raises(OSError, match="mid-copy"):
+        Checkpoint(every=1, keep=True).on_end(Loop())
+    assert not Loop.run_dir.step_checkpoint(3).exists()
+    monkeypatch.undo()
+    Checkpoint(every=1, keep=True).on_end(Loop())
+    assert read_checkpoint(Loop.run_dir.step_checkpoint(3), required=("step",))["step"] == 3

@@ -14,13 +14,14 @@ need "model" and "config" only (`read_checkpoint(path, required=MODEL_KEYS)`).
 The write is atomic: the bytes go to `<name>.tmp` in the same directory, are fsync'ed, then
 `os.replace` renames them over the old file (and the directory is fsync'ed). A process killed at any
 point leaves either the previous checkpoint or the new one, never a torn file; a stale `.tmp` is
-simply overwritten by the next write.
+simply overwritten by the next write. Kept copies (`step_<N>.pt`) are made the same way (`atomic_copy`).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,17 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     except OSError:
         pass
     return path
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> Path:
+    """Copy checkpoint `src` to `dst` atomically (a copy in the same directory, fsync'ed, renamed)."""
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, dst)
+    return dst
 
 
 def _listing(keys: Sequence[str]) -> str:

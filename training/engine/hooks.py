@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from torch import nn
 
 from training import rundir
+from training.checkpoint import atomic_copy
 from training.engine.protocols import Evaluator
 from training.engine.step import StepResult
 from training.mtl.context import StepContext
@@ -227,9 +228,7 @@ class Checkpoint(Hook):
     def _save(self, loop: Loop) -> None:
         path = loop.save_checkpoint(loop.run_dir.last_checkpoint)
         if self.keep:
-            import shutil
-
-            shutil.copyfile(path, loop.run_dir.step_checkpoint(loop.step))
+            atomic_copy(path, loop.run_dir.step_checkpoint(loop.step))
 
 
 class Evaluate(Hook):
