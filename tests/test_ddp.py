@@ -34,8 +34,12 @@ from training.engine.assembly import build_run, build_trainer
 from training.engine.hooks import Hook
 
 TASKS = ("a", "b", "c")
+#: what the step does per method under DDP: global loss values (EW, DWA; FAMO's re-evaluation),
+#: G averaged (MGDA), G_Z gathered (MGDA, PCGrad, GradDrop), the shared clip after the rank average
+#: (Nash-MTL, feature level), the sub-step forwards and optimiser steps of MTL-IO's alternation
 CASES = [("ew", "parameter"), ("dwa", "parameter"), ("mgda", "parameter"), ("mgda", "feature"),
-         ("pcgrad", "feature"), ("graddrop", "feature")]  # fmt: skip
+         ("pcgrad", "feature"), ("graddrop", "feature"), ("nashmtl", "feature"), ("mtl_io", "parameter"),
+         ("famo", "parameter")]  # fmt: skip
 STEPS, GLOBAL_BATCH = 3, 4
 
 
