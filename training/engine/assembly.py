@@ -1,8 +1,9 @@
 """The one place that turns a config into the built parts of a run, and the parts into a `Trainer`.
 
     family  = training.families.get("amodal")                   # a ModelFamily (below)
-    trainer = build_trainer(cfg, device, family)                # model, task spec, method, optimiser,
+    parts   = build_run(cfg, device, family)                    # model, task spec, method, optimiser,
                                                                 # schedule, step, loader, evaluator, hooks
+    trainer = build_trainer(parts)
     trainer.fit()
 
 Benchmarks and tests that need a step without a whole run use the same builders: `build_method`,

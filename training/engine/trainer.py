@@ -1,8 +1,8 @@
 """The Trainer: a short loop over the one training step; everything else is a hook.
 
-    parts = build_run(cfg, device)                 # training.engine.assembly: the one place that builds
-    trainer = Trainer(parts.step, parts.scheduler, parts.loader, parts.hooks, total_steps=...,
-                      run_dir=..., config=to_dict(cfg))
+    parts = build_run(cfg, device, family)         # training.engine.assembly: the one place that builds
+    trainer = build_trainer(parts)                 # = Trainer(parts.step, parts.scheduler, parts.loader,
+                                                   #   parts.hooks, total_steps=..., run_dir=..., config=...)
     trainer.load_state_dict(read_checkpoint(path))   # optional: resume
     trainer.fit()
 
