@@ -18,7 +18,6 @@ PACKAGES = ("training", "mtl_grasp")
 #: coco_metrics <-> occlusion cycle is the runtime helper's part of issue 14 (delete this entry when
 #: that work is merged).
 KNOWN: set[frozenset[str]] = {
-    frozenset({"mtl_grasp.evaluation.coco_metrics", "mtl_grasp.evaluation.occlusion"}),
 }
 
 

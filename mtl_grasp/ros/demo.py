@@ -89,19 +89,44 @@ def replay_and_detect(
 ) -> list[DetectedFrame]:
     """Publish every view of `dataset` once (or `max_frames`), run the node, return its outputs.
 
-    Raises RuntimeError when the node cannot start (e.g. a bad model) or nothing comes back in
-    `timeout_s` seconds.
+    Lockstep: the next frame is published only when the node has answered the previous one (matched
+    by header stamp), so every frame is processed whatever the machine's load (the node keeps only the
+    latest frame, so a free-running camera would make the result depend on inference speed). A frame
+    without an answer after `RETRY_S` is published again with a new stamp (a best-effort message may
+    be lost); `rate_hz` is the fastest pace. Raises RuntimeError when the node cannot start (e.g. a
+    bad model) or the frames are not all answered within `timeout_s` seconds.
     """
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from mtl_grasp.ros.domain import localhost_only, reserved_domain_id
+
+    localhost_only()
+    with reserved_domain_id() as domain:
+        ctx = rclpy.Context()
+        rclpy.init(context=ctx, domain_id=domain)
+        nodes: list[Any] = []
+        try:
+            received = _run_lockstep(ctx, nodes, dataset, model_path, rate_hz, max_frames, providers,
+                                     score_threshold, time.monotonic() + timeout_s)  # fmt: skip
+        finally:
+            _destroy(nodes)
+            rclpy.try_shutdown(context=ctx)
+    if not received:
+        raise RuntimeError(f"the perception node published nothing within {timeout_s} s")
+    return [_summarise(m) for m in received]
+
+
+#: seconds without an answer after which a frame is published again
+RETRY_S = 20.0
+
+
+def _start_node(
+    ctx: Any, model_path: str | Path, providers: tuple[str, ...], score_threshold: float | None
+) -> Any:
+    from rclpy.parameter import Parameter
+
     from mtl_grasp.ros.parameters import default_params_file
     from mtl_grasp.ros.perception_node import PerceptionNode
-    from mtl_grasp.ros.replayer import Replayer
-    from mtl_grasp_msgs.msg import InstanceArray
 
     overrides = [
         Parameter("model_path", value=str(model_path)),
@@ -109,51 +134,79 @@ def replay_and_detect(
     ]
     if score_threshold is not None:
         overrides.append(Parameter("score_threshold", value=float(score_threshold)))
-    localhost_only()
-    received: list[Any] = []
-    with reserved_domain_id() as domain:
-        ctx = rclpy.Context()
-        rclpy.init(context=ctx, domain_id=domain)
-        nodes = []
-        try:
-            node = PerceptionNode(
-                context=ctx,
-                cli_args=["--ros-args", "--params-file", str(default_params_file())],
-                parameter_overrides=overrides,
-            )
-            nodes.append(node)
-            if not node.autostart():
-                raise RuntimeError(f"perception node did not start: {node.failure_reason}")
-            listener = rclpy.create_node("demo_listener", context=ctx)
-            nodes.append(listener)
-            qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-            listener.create_subscription(InstanceArray, "/perception_node/instances", received.append, qos)
-            executor = SingleThreadedExecutor(context=ctx)
-            for n in nodes:
-                executor.add_node(n)
-            deadline = time.monotonic() + timeout_s
-            while node._pubs["instances"].get_subscription_count() == 0 and time.monotonic() < deadline:
-                executor.spin_once(timeout_sec=0.05)
-            replayer = Replayer(dataset, rate_hz=rate_hz, max_frames=max_frames, context=ctx)
-            nodes.append(replayer)
-            executor.add_node(replayer)
-            while time.monotonic() < deadline and not replayer.finished:
-                executor.spin_once(timeout_sec=0.05)
-            # the last frame is still in flight: wait for as many answers as frames, or a quiet second
-            last_change, count = time.monotonic(), len(received)
-            while time.monotonic() < deadline and len(received) < replayer.published:
-                executor.spin_once(timeout_sec=0.05)
-                if len(received) != count:
-                    last_change, count = time.monotonic(), len(received)
-                elif time.monotonic() - last_change > 1.0 + 2.0 / rate_hz:
-                    break
-            executor.shutdown()
-        finally:
-            for n in nodes:
-                if isinstance(n, PerceptionNode):
-                    n._stop_processing()
-                n.destroy_node()
-            rclpy.try_shutdown(context=ctx)
-    if not received:
-        raise RuntimeError(f"the perception node published nothing within {timeout_s} s")
-    return [_summarise(m) for m in received]
+    return PerceptionNode(
+        context=ctx,
+        cli_args=["--ros-args", "--params-file", str(default_params_file())],
+        parameter_overrides=overrides,
+    )
+
+
+def _run_lockstep(
+    ctx: Any, nodes: list[Any], dataset: str | Path, model_path: str | Path, rate_hz: float,
+    max_frames: int | None, providers: tuple[str, ...], score_threshold: float | None, deadline: float,
+) -> list[Any]:  # fmt: skip
+    """Start node, listener and a timer-less replayer in `ctx` (appended to `nodes`); answers in order."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from mtl_grasp.ros.replayer import Replayer
+    from mtl_grasp_msgs.msg import InstanceArray
+
+    node = _start_node(ctx, model_path, providers, score_threshold)
+    nodes.append(node)
+    if not node.autostart():
+        raise RuntimeError(f"perception node did not start: {node.failure_reason}")
+    answers: dict[tuple[int, int], Any] = {}
+    listener = rclpy.create_node("demo_listener", context=ctx)
+    nodes.append(listener)
+    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    listener.create_subscription(
+        InstanceArray, "/perception_node/instances",
+        lambda m: answers.setdefault((m.header.stamp.sec, m.header.stamp.nanosec), m), qos,
+    )  # fmt: skip
+    replayer = Replayer(dataset, rate_hz=rate_hz, max_frames=max_frames, context=ctx, timer=False)
+    nodes.append(replayer)
+    executor = SingleThreadedExecutor(context=ctx)
+    for n in nodes:
+        executor.add_node(n)
+    _spin_until(executor, lambda: node._pubs["instances"].get_subscription_count() > 0, deadline)
+    received = []
+    while not replayer.finished and time.monotonic() < deadline:
+        answer = _publish_and_wait(executor, replayer, answers, 1.0 / rate_hz, deadline)
+        if answer is not None:
+            received.append(answer)
+    executor.shutdown()
+    return received
+
+
+def _publish_and_wait(
+    executor: Any, replayer: Any, answers: dict[tuple[int, int], Any], min_period: float, deadline: float
+) -> Any | None:
+    """Publish the replayer's next frame (again after RETRY_S without answer); its answer or None."""
+    stamps: list[tuple[int, int]] = []
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        stamp = replayer.publish_next(advance=False)
+        stamps.append((stamp.sec, stamp.nanosec))
+        _spin_until(executor, lambda: any(s in answers for s in stamps), min(deadline, started + RETRY_S))
+        _spin_until(executor, lambda: False, started + min_period)  # never faster than rate_hz
+        done = [answers[s] for s in stamps if s in answers]
+        if done:
+            replayer.advance()
+            return done[0]
+    return None
+
+
+def _spin_until(executor: Any, condition: Any, deadline: float) -> None:
+    while not condition() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.02)
+
+
+def _destroy(nodes: list[Any]) -> None:
+    from mtl_grasp.ros.perception_node import PerceptionNode
+
+    for n in nodes:
+        if isinstance(n, PerceptionNode):
+            n._stop_processing()
+        n.destroy_node()

@@ -153,31 +153,44 @@ def detections_to_instance_array(
     out = factory(INSTANCE_ARRAY)
     out.header = header
     out.image_height, out.image_width = int(height), int(width)
-    instances = []
-    for i in range(n):
-        inst = factory(INSTANCE)
-        label = int(det.labels[i])
-        inst.id = i + 1
-        inst.class_id = label
-        inst.class_name = det.class_names[label - 1] if 1 <= label <= len(det.class_names) else ""
-        inst.score = float(det.scores[i])
-        inst.amodal_box = [float(v) for v in det.boxes[i]]
-        visible = np.asarray(det.visible_masks[i], dtype=bool)
-        amodal = np.asarray(det.amodal_masks[i], dtype=bool)
-        vbox, abox = boxes[i]
-        _crop(visible, vbox, header, inst.visible_roi, inst.visible_mask)
-        inst.visible_box = [float(v) for v in vbox] if vbox is not None else [0.0] * 4
-        _crop(amodal, abox, header, inst.amodal_roi, inst.amodal_mask)
-        inst.occlusion_probability = float(det.occlusion[i])
-        inst.occluded = bool(det.occlusion[i] >= occlusion_threshold)
-        inst.occluded_rate = occluded_rate(visible, amodal, abox) if abox is not None else 0.0
-        if geometry is not None:
-            _fill_geometry(inst, geometry, i)
-        instances.append(inst)
+    instances = [
+        _instance(det, i, boxes[i], header, occlusion_threshold, geometry, factory) for i in range(n)
+    ]
     out.instances = instances
     out.camera_info_valid = bool(geometry is not None and geometry.intrinsics is not None)
     out.pick_order = [i + 1 for i in geometry.order] if geometry is not None else []
     return out
+
+
+def _instance(
+    det: DetectionsLike,
+    i: int,
+    boxes: tuple[Box | None, Box | None],
+    header: Any,
+    occlusion_threshold: float,
+    geometry: FrameGeometry | None,
+    factory: MessageFactory,
+) -> Any:
+    """The Instance message of detection `i` (id i + 1), masks cropped to their `boxes`."""
+    inst = factory(INSTANCE)
+    label = int(det.labels[i])
+    inst.id = i + 1
+    inst.class_id = label
+    inst.class_name = det.class_names[label - 1] if 1 <= label <= len(det.class_names) else ""
+    inst.score = float(det.scores[i])
+    inst.amodal_box = [float(v) for v in det.boxes[i]]
+    visible = np.asarray(det.visible_masks[i], dtype=bool)
+    amodal = np.asarray(det.amodal_masks[i], dtype=bool)
+    vbox, abox = boxes
+    _crop(visible, vbox, header, inst.visible_roi, inst.visible_mask)
+    inst.visible_box = [float(v) for v in vbox] if vbox is not None else [0.0] * 4
+    _crop(amodal, abox, header, inst.amodal_roi, inst.amodal_mask)
+    inst.occlusion_probability = float(det.occlusion[i])
+    inst.occluded = bool(det.occlusion[i] >= occlusion_threshold)
+    inst.occluded_rate = occluded_rate(visible, amodal, abox) if abox is not None else 0.0
+    if geometry is not None:
+        _fill_geometry(inst, geometry, i)
+    return inst
 
 
 def _fill_geometry(inst: Any, geometry: FrameGeometry, i: int) -> None:

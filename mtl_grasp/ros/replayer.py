@@ -49,6 +49,8 @@ class Replayer(Node):
         depth_encoding: "32FC1" (metres) or "16UC1" (millimetres).
         frame_id: header.frame_id of every message (the camera optical frame).
         max_frames: stop after this many frames (None: no limit).
+        timer: publish on a `rate_hz` timer; False leaves publishing to the caller (`publish_next`),
+            e.g. a lockstep replay that waits for each answer (mtl_grasp.ros.demo).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class Replayer(Node):
         frame_id: str = DEFAULT_FRAME_ID,
         max_frames: int | None = None,
         node_name: str = "mgn_replayer",
+        timer: bool = True,
         **kwargs: Any,
     ) -> None:
         from mtl_grasp.data.reader import discover_views
@@ -83,7 +86,8 @@ class Replayer(Node):
         self._rgb_pub = self.create_publisher(Image, "rgb/image", CAMERA_QOS)
         self._depth_pub = self.create_publisher(Image, "depth/image", CAMERA_QOS)
         self._info_pub = self.create_publisher(CameraInfo, "rgb/camera_info", CAMERA_QOS)
-        self._timer = self.create_timer(1.0 / rate_hz, self.publish_next)
+        if timer:
+            self._timer = self.create_timer(1.0 / rate_hz, self.publish_next)
         self.get_logger().info(f"replaying {len(self._views)} view(s) of {dataset} at {rate_hz} Hz")
 
     @property
@@ -103,10 +107,13 @@ class Replayer(Node):
             self._cache[index] = msgs
         return msgs
 
-    def publish_next(self) -> None:
-        """Publish the next frame (all three topics share one header stamped now)."""
+    def publish_next(self, advance: bool = True) -> Any:
+        """Publish the next frame (all three topics share one header stamped now); returns the stamp.
+
+        advance=False publishes the same frame again on the next call until `advance()` is called.
+        """
         if self.finished:
-            return
+            return None
         index = self.published % len(self._views)
         rgb, depth, info = self._messages(index)
         stamp = self.get_clock().now().to_msg()
@@ -116,6 +123,12 @@ class Replayer(Node):
         self._rgb_pub.publish(rgb)
         self._depth_pub.publish(depth)
         self._info_pub.publish(info)
+        if advance:
+            self.advance()
+        return stamp
+
+    def advance(self) -> None:
+        """Move to the next view (sets `finished` after the last one, or after max_frames)."""
         self.published += 1
         done_all = not self.loop and self.published >= len(self._views)
         if done_all or (self.max_frames is not None and self.published >= self.max_frames):

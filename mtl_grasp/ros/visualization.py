@@ -122,7 +122,6 @@ def instance_markers(
     registered to it. Instances without valid depth under their visible (else amodal) mask get no
     marker.
     """
-    from geometry_msgs.msg import Point
     from visualization_msgs.msg import Marker, MarkerArray
 
     boxes = mask_boxes(det, n) if boxes is None else boxes
@@ -142,31 +141,48 @@ def instance_markers(
             z = median_depth(depth_m, np.asarray(det.amodal_masks[i], bool), abox)
         if z is None:
             continue
-        occluded = bool(det.occlusion[i] >= occlusion_threshold)
-        r, g, b = (c / 255.0 for c in _color(occluded))
-        x1, y1, x2, y2 = (float(v) for v in det.boxes[i])
-        corners = [(x1, y1), (x2, y1), (x2, y2), (x1, y2), (x1, y1)]
-        box = Marker()
-        box.header = header
-        box.ns, box.id = namespace, 2 * i
-        box.type, box.action = Marker.LINE_STRIP, Marker.ADD
-        box.pose.orientation.w = 1.0
-        box.scale.x = 0.003  # line width, metres
-        box.color.r, box.color.g, box.color.b, box.color.a = r, g, b, 1.0
-        box.points = [Point(x=(u - cx) * z / fx, y=(v - cy) * z / fy, z=z) for u, v in corners]
-        text = Marker()
-        text.header = header
-        text.ns, text.id = namespace, 2 * i + 1
-        text.type, text.action = Marker.TEXT_VIEW_FACING, Marker.ADD
-        text.pose.position.x = (x1 - cx) * z / fx
-        text.pose.position.y = (y1 - cy) * z / fy - 0.01
-        text.pose.position.z = z
-        text.pose.orientation.w = 1.0
-        text.scale.z = 0.02  # text height, metres
-        text.color.r, text.color.g, text.color.b, text.color.a = r, g, b, 1.0
-        label = int(det.labels[i])
-        name = det.class_names[label - 1] if 1 <= label <= len(det.class_names) else ""
-        text.text = f"{i + 1} {name} {float(det.scores[i]):.2f}{' occluded' if occluded else ''}"
-        markers += [box, text]
+        markers += _instance_pair(det, i, z, (fx, cx, fy, cy), header, occlusion_threshold, namespace)
     out.markers = markers
     return out
+
+
+def _instance_pair(
+    det: DetectionsLike,
+    i: int,
+    z: float,
+    intrinsics: tuple[float, float, float, float],
+    header: Any,
+    occlusion_threshold: float,
+    namespace: str,
+) -> list[Any]:
+    """Detection `i`'s box (LINE_STRIP, id 2i) and label (TEXT_VIEW_FACING, id 2i+1) at depth z (m)."""
+    from geometry_msgs.msg import Point
+    from visualization_msgs.msg import Marker
+
+    fx, cx, fy, cy = intrinsics
+    occluded = bool(det.occlusion[i] >= occlusion_threshold)
+    r, g, b = (c / 255.0 for c in _color(occluded))
+    x1, y1, x2, y2 = (float(v) for v in det.boxes[i])
+    corners = [(x1, y1), (x2, y1), (x2, y2), (x1, y2), (x1, y1)]
+    box = Marker()
+    box.header = header
+    box.ns, box.id = namespace, 2 * i
+    box.type, box.action = Marker.LINE_STRIP, Marker.ADD
+    box.pose.orientation.w = 1.0
+    box.scale.x = 0.003  # line width, metres
+    box.color.r, box.color.g, box.color.b, box.color.a = r, g, b, 1.0
+    box.points = [Point(x=(u - cx) * z / fx, y=(v - cy) * z / fy, z=z) for u, v in corners]
+    text = Marker()
+    text.header = header
+    text.ns, text.id = namespace, 2 * i + 1
+    text.type, text.action = Marker.TEXT_VIEW_FACING, Marker.ADD
+    text.pose.position.x = (x1 - cx) * z / fx
+    text.pose.position.y = (y1 - cy) * z / fy - 0.01
+    text.pose.position.z = z
+    text.pose.orientation.w = 1.0
+    text.scale.z = 0.02  # text height, metres
+    text.color.r, text.color.g, text.color.b, text.color.a = r, g, b, 1.0
+    label = int(det.labels[i])
+    name = det.class_names[label - 1] if 1 <= label <= len(det.class_names) else ""
+    text.text = f"{i + 1} {name} {float(det.scores[i]):.2f}{' occluded' if occluded else ''}"
+    return [box, text]
