@@ -15,11 +15,13 @@ support (training/mtl/solvers.py); no cvxpy. Stateless.
 Scale: α ∈ Δ (Σα = 1, the official/LibMTL/torchjd convention), i.e. about 1/T of EW's G.sum(0) when
 gradients agree.
 Heads (`heads`): "sum" (default) gives them the raw sum Σ_i ∇_{θ_h} L_i (convention (a): LibMTL,
-torchjd); "weighted" gives them Σ_i α_i ∇_{θ_h} L_i with this step's α (the weights reported, α·1/‖g_i‖
-under normalization="l2"), as the official code (isl-org/MultiObjectiveOptimization,
+torchjd); "weighted" gives them Σ_i α_i ∇_{θ_h} L_i with this step's weights (the ones reported and
+applied to the shared part), as the official code (isl-org/MultiObjectiveOptimization,
 `train_multi_task.py`: after solving for the scales it back-propagates Σ_t scale_t·L_t through the
 representation and every task's head). On AmodalRCNN most heads serve several tasks (docs/mtl.md), so
-the two differ in direction, not only in scale.
+the two differ in direction, not only in scale. With normalization="l2" the weights are α_i/‖g_i‖
+(LibMTL's convention, for the shared part and the heads alike); the official code instead applies
+the solver's α (found on the normalised gradients) to the raw losses, i.e. weights α_i everywhere.
 Edge cases: a zero gradient row gets α = e_i and d = 0 (every task stalls: the published behaviour);
 all-zero G returns uniform α (d = 0 either way).
 Departures: the official solver clips the T=2 start to 0.001/0.999 and can stop early; ours converges
