@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -352,3 +353,20 @@ def test_dwa_run_shorter_than_its_warm_up_warns(data_root, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         make_trainer(cfg, [])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("mtl.name=pcgrd", "did you mean 'pcgrad'"), ("mtl.hparams.cc=1", "has no hyperparameter(s) ['cc']")],
+)
+def test_a_bad_method_is_reported_before_any_data_is_generated(tmp_path, override, message):
+    from training.config import load_config
+    from training.engine.run import train
+
+    cfg = load_config(
+        ROOT / "config/train/synthetic.yaml",
+        ["mtl.name=cagrad", override, f"data.root={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}"],
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train(cfg)
+    assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()

@@ -12,7 +12,14 @@ from training import families
 from training.checkpoint import read_checkpoint
 from training.config import TrainConfig, dump_config
 from training.engine import distributed as D
-from training.engine.assembly import build_run, build_trainer, seed_everything, select_device
+from training.engine.assembly import (
+    build_method,
+    build_run,
+    build_task_spec,
+    build_trainer,
+    seed_everything,
+    select_device,
+)
 from training.rundir import RunDir
 
 
@@ -31,6 +38,8 @@ def train(
             f"`--resume {run_dir.root}` or choose another run_dir=..."
         )
     family = families.for_config(cfg)
+    # fail fast: a misspelt method, level or hyperparameter is reported before minutes of data generation
+    build_method(cfg, len(build_task_spec(cfg, family.loss_names)))
     family.prepare_data(cfg)
     seed_everything(cfg.seed)
     trainer = build_trainer(build_run(cfg, device, family))
