@@ -31,74 +31,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mtl_grasp.camera import Intrinsics
+
 OUTLIER_MAD = 3.0  # depth outliers: further than this many scaled MADs from the median ...
 OUTLIER_MIN_M = 0.01  # ... and at least this far (metres): a flat surface has MAD ~ 0
 MIN_PLANE_POINTS = 6  # fewer neighbours: no normal
 POSITION_RADIUS_PX = 2  # the pick point's depth: median over the inliers this close to the centre pixel
 DEFAULT_RADIUS_PX = 5
-
-
-@dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics of the (registered) RGB camera, pixels; optional plumb_bob distortion.
-
-    `distortion` = (k1, k2, p1, p2[, k3[, k4, k5, k6]]) as in sensor_msgs/CameraInfo.d for the
-    plumb_bob / rational_polynomial models; empty or all zero = rectified image.
-    """
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-    distortion: tuple[float, ...] = ()
-
-    def __post_init__(self) -> None:
-        values = (self.fx, self.fy, self.cx, self.cy)
-        if not all(math.isfinite(v) for v in values) or self.fx <= 0 or self.fy <= 0:
-            raise ValueError(
-                f"intrinsics: fx, fy must be positive and finite, got fx={self.fx}, fy={self.fy}"
-            )
-        if self.width < 1 or self.height < 1:
-            raise ValueError(f"intrinsics: width, height must be >= 1, got {self.width}x{self.height}")
-        if len(self.distortion) not in (0, 4, 5, 8) or not all(math.isfinite(v) for v in self.distortion):
-            raise ValueError(
-                f"intrinsics: distortion must have 0, 4, 5 or 8 finite coefficients, got {self.distortion}"
-            )
-
-    @classmethod
-    def from_k(
-        cls, k: Sequence[float], width: int, height: int, distortion: Sequence[float] = ()
-    ) -> Intrinsics:
-        """From a row-major 3x3 matrix (sensor_msgs/CameraInfo.k)."""
-        return cls(float(k[0]), float(k[4]), float(k[2]), float(k[5]), int(width), int(height),
-                   tuple(float(v) for v in distortion))
-
-    @property
-    def distorted(self) -> bool:
-        return any(v != 0.0 for v in self.distortion)
-
-    def rays(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Rays (x/z, y/z, 1) of pixels `u`, `v` (any shape, same shape) as [..., 3] float64."""
-        u = np.asarray(u, np.float64)
-        v = np.asarray(v, np.float64)
-        if self.distorted:
-            import cv2
-
-            k = np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], np.float64)
-            pts = np.stack([u.ravel(), v.ravel()], axis=1)[:, None, :]
-            und = cv2.undistortPoints(pts, k, np.asarray(self.distortion, np.float64))[:, 0, :]
-            x, y = und[:, 0].reshape(u.shape), und[:, 1].reshape(u.shape)
-        else:
-            x, y = (u - self.cx) / self.fx, (v - self.cy) / self.fy
-        return np.stack([x, y, np.ones_like(x)], axis=-1)
-
-    def project(self, points: np.ndarray) -> np.ndarray:
-        """Pixel coordinates [N, 2] (u, v) of points [N, 3] in the optical frame (z > 0), no distortion."""
-        p = np.asarray(points, np.float64).reshape(-1, 3)
-        u = p[:, 0] / p[:, 2] * self.fx + self.cx
-        return np.stack([u, p[:, 1] / p[:, 2] * self.fy + self.cy], axis=1)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mtl_grasp.camera import Intrinsics
 from mtl_grasp.data import layout
 from mtl_grasp.data.errors import DataError
 from mtl_grasp.data.splits import Splits, load_splits, make_splits, natural_key
@@ -48,7 +49,6 @@ from mtl_grasp.data.splits import Splits, load_splits, make_splits, natural_key
 __all__ = [
     "AMODAL_TOLERANCE_FRACTION",
     "AMODAL_TOLERANCE_PIXELS",
-    "CameraParams",
     "Sample",
     "ViewRef",
     "discover_views",
@@ -61,18 +61,6 @@ __all__ = [
 AMODAL_TOLERANCE_PIXELS = 4
 AMODAL_TOLERANCE_FRACTION = 0.10
 ORDER_TOLERANCE = 0.02
-
-
-@dataclass(frozen=True)
-class CameraParams:
-    """Pinhole intrinsics in pixels (cx, cy default to the image centre, as MetaGraspNet's scripts do)."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
 
 
 @dataclass(frozen=True)
@@ -108,7 +96,7 @@ class Sample:
     category_ids: np.ndarray  # int64 [N], MetaGraspNet category id, 0 = unknown
     occluded_rate: np.ndarray  # float32 [N] = 1 - visible / amodal area
     order_occlusion: np.ndarray  # float32 [N], order.json "occlusion", NaN where absent
-    camera: CameraParams | None
+    camera: Intrinsics | None
     # From <v>_scene.json when present (else None), metres: world_from_camera [4, 4] (camera frame = OpenCV
     # optical frame) and world_from_object [N, 4, 4] of each object's geometry frame (docs/data.md).
     camera_pose: np.ndarray | None = None
@@ -282,11 +270,11 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _read_camera(path: Path, height: int, width: int) -> CameraParams:
+def _read_camera(path: Path, height: int, width: int) -> Intrinsics:
     data = _read_json(path)
     try:
         fx, fy = float(data["fx"]), float(data["fy"])
-        return CameraParams(
+        return Intrinsics(
             fx=fx,
             fy=fy,
             cx=float(data.get("cx", width / 2)),

@@ -13,7 +13,8 @@ Conventions (the same in memory and in the files, docs/data.md "Camera and poses
 * **World frame** of a bin scene: origin at the centre of the bin floor's top surface, z up, x along
   the bin's length.
 
-Nothing here imports pybullet: the matrices are plain numpy, so any renderer (or a test) can use them.
+`Intrinsics` is :class:`mtl_grasp.camera.Intrinsics` (re-exported). Nothing here imports pybullet: the
+matrices are plain numpy, so any renderer (or a test) can use them.
 :mod:`mtl_grasp.data.physics.render` turns them into pybullet camera images.
 """
 
@@ -21,9 +22,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
+
+from mtl_grasp.camera import Intrinsics
 
 __all__ = [
     "Intrinsics",
@@ -37,44 +39,6 @@ __all__ = [
 
 # OpenCV optical frame -> OpenGL camera frame (x right, y up, z backwards): flip y and z.
 _CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])
-
-
-@dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics in pixels for a ``width`` x ``height`` image (no distortion)."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-
-    @classmethod
-    def from_fov(cls, width: int, height: int, fov_y_deg: float) -> Intrinsics:
-        """Square pixels, principal point at the image centre, vertical field of view ``fov_y_deg``."""
-        f = 0.5 * height / math.tan(math.radians(fov_y_deg) / 2)
-        return cls(f, f, width / 2, height / 2, int(width), int(height))
-
-    def crop(self, x0: int, y0: int, x1: int, y1: int) -> Intrinsics:
-        """The intrinsics of the pixel window ``[x0, x1) x [y0, y1)`` of this image.
-
-        A render with them gives exactly that block of the full render (same pixel grid), which is how
-        the amodal masks are rendered on small windows around each object.
-        """
-        if not (0 <= x0 < x1 <= self.width and 0 <= y0 < y1 <= self.height):
-            raise ValueError(f"window: [{x0}, {x1}) x [{y0}, {y1}) is not inside {self.width}x{self.height}")
-        return Intrinsics(self.fx, self.fy, self.cx - x0, self.cy - y0, int(x1 - x0), int(y1 - y0))
-
-    def matrix(self) -> np.ndarray:
-        """The 3x3 camera matrix K."""
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-    def as_dict(self) -> dict[str, float]:
-        return {
-            "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
-            "width": self.width, "height": self.height,
-        }  # fmt: skip
 
 
 def invert_pose(pose: np.ndarray) -> np.ndarray:
