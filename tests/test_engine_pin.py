@@ -1,7 +1,7 @@
 """The loss values of 20-step EW and PCGrad runs, pinned before the engine was restructured (issue 14).
 
 The runs go through the user's command (`python -m training train` with `config/train/synthetic.yaml`,
-tiny model and image sizes, one thread) on data written by the analytic generator
+SGD at lr 0.02, tiny model and image sizes, one thread) on data written by the analytic generator
 `mtl_grasp.data.synth.generate_dataset`, called explicitly, so the pin does not move when the default
 synthetic data of the config changes. Every restructuring of the step, the run assembly, the hooks or
 the methods' return values must leave these 7 x 20 loss values unchanged.
@@ -32,6 +32,8 @@ from training.model import LOSS_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED_ON = ("2.14.1", "AVX512")  # torch version (without local suffix), torch.backends.cpu capability
+# the optimiser the pins were recorded with (the config's own optimiser may change: it is the demo's)
+SGD = ["optim.name=sgd", "optim.lr=0.02", "optim.momentum=0.9", "optim.grad_clip=10.0"]
 TINY = [
     "model.image_size=64", "model.fpn_channels=16", "model.head_channels=16", "model.box_fc_dim=32",
     "model.box_head_convs=1", "model.mask_head_convs=2", "model.rpn_batch_size_per_image=32",
@@ -55,7 +57,7 @@ def run_losses(data: Path, run_dir: Path, method: str, level: str) -> list[list[
         "data.synth.scenes=0", f"run_dir={run_dir}", f"mtl.name={method}", f"mtl.level={level}",
         "train.steps=20", "train.batch_size=2", "train.threads=1", "train.progress=false",
         "train.checkpoint_every=0", "train.eval_every=0", "train.eval_at_start=false",
-        "train.eval_max_images=1", *TINY,
+        "train.eval_max_images=1", *SGD, *TINY,
     ]  # fmt: skip
     assert cli_main(argv) == 0
     with open(run_dir / "metrics.csv", newline="") as f:
