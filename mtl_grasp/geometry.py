@@ -57,6 +57,27 @@ class SurfacePoint:
 INVALID = SurfacePoint(None, None, 0.0, None)
 
 
+def _valid(z: np.ndarray) -> np.ndarray:
+    """Which depth values are valid: finite and > 0."""
+    return np.isfinite(z) & (z > 0)
+
+
+def valid_depth_fraction(
+    depth_m: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int] | None = None
+) -> float:
+    """Valid-depth pixels / mask pixels (0 for an empty mask), as `surface_point` reports it.
+
+    Args:
+        depth_m: H x W metres, 0 (or non-finite) = invalid.
+        mask: H x W bool.
+        box: (x1, y1, x2, y2) tight box of the mask, if known (restricts the work to it).
+    """
+    if box is not None:
+        depth_m, mask = depth_m[box[1] : box[3], box[0] : box[2]], mask[box[1] : box[3], box[0] : box[2]]
+    z = depth_m[mask]
+    return float(np.count_nonzero(_valid(z))) / z.size if z.size else 0.0
+
+
 @dataclass(frozen=True)
 class FrameGeometry:
     """3-D results of one frame: `points[i]` of instance i, `order` = indices in pick order;
@@ -122,7 +143,7 @@ def surface_point(
     if ys.size == 0:
         return INVALID
     z = depth_m[ys, xs].astype(np.float64)
-    valid = np.isfinite(z) & (z > 0)
+    valid = _valid(z)
     fraction = float(valid.sum()) / ys.size
     if not valid.any():
         return SurfacePoint(None, None, fraction, None)

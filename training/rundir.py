@@ -27,6 +27,7 @@ TB_DIR = "tb"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 PLOTS_DIR = "plots"
+ROBUSTNESS_DIR = "robustness"  # python -m training evaluate --corruptions of the run's checkpoint
 
 #: the first columns of metrics.csv, in this order
 STEP_COLUMNS = ("step", "epoch", "lr", "time_s", "skipped")
@@ -96,6 +97,10 @@ class RunDir:
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.root)!r})"
+
+    @property
+    def robustness(self) -> Path:
+        return self.root / ROBUSTNESS_DIR
 
     @property
     def config(self) -> Path:

@@ -142,14 +142,15 @@ def evaluate_bag(out_bag: str | os.PathLike, camera_bag: str | os.PathLike, root
 
     gt = build_coco(Path(root))
     predictions = bag_predictions(out_bag, camera_bag)
+    types = BagTypes()  # one type store for every view without output
     for image in gt["images"]:
         if image["id"] not in predictions:
             h, w = image["height"], image["width"]
-            predictions[image["id"]] = instance_array_prediction(_empty_array(h, w))
+            predictions[image["id"]] = instance_array_prediction(_empty_array(types, h, w))
     return evaluate(gt, predictions)
 
 
-def _empty_array(height: int, width: int) -> Any:
-    msg = BagTypes().new(INSTANCE_ARRAY)
+def _empty_array(types: BagTypes, height: int, width: int) -> Any:
+    msg = types.new(INSTANCE_ARRAY)
     msg.image_height, msg.image_width = height, width
     return msg

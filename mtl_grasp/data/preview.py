@@ -78,8 +78,11 @@ def write_preview(root: str | Path, out: str | Path, views: int = 4, tile: int =
     refs = discover_views(root)
     if not refs:
         raise ValueError(f"preview: no views under {root}")
-    firsts = [r for r in refs if r.view == min(x.view for x in refs if x.scene == r.scene)]
-    chosen = (firsts + [r for r in refs if r not in firsts])[:views]
+    first_view: dict[str, int] = {}
+    for r in refs:
+        first_view[r.scene] = min(first_view.get(r.scene, r.view), r.view)
+    is_first = [r.view == first_view[r.scene] for r in refs]
+    chosen = ([r for r, f in zip(refs, is_first) if f] + [r for r, f in zip(refs, is_first) if not f])[:views]
     chosen.sort(key=lambda r: r.image_id)
     sheet = contact_sheet([load_view(r) for r in chosen], tile)
     out = Path(out)

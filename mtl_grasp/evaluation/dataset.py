@@ -12,7 +12,7 @@ all run through here. Image ids are those of `mtl_grasp.data.coco.build_coco` on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +51,18 @@ def dataset_views(
     return views[:max_images] if max_images > 0 else views
 
 
-def load_frames(views: Sequence) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """(image id, rgb, depth) of every view, read once (sweeps evaluate the same frames many times)."""
+def iter_frames(views: Iterable) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(image id, rgb, depth) of each view, read one at a time (a single pass holds one frame)."""
     from mtl_grasp.data.reader import load_view
 
-    frames = []
     for ref in views:
         sample = load_view(ref)
-        frames.append((ref.image_id, sample.rgb, sample.depth))
-    return frames
+        yield ref.image_id, sample.rgb, sample.depth
+
+
+def load_frames(views: Sequence) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(image id, rgb, depth) of every view, kept in memory (sweeps evaluate the same frames many times)."""
+    return list(iter_frames(views))
 
 
 def predict_frames(
@@ -98,5 +101,5 @@ def evaluate_dataset(
     views = dataset_views(root, split, splits_file, max_images)
     if not views:
         raise ValueError(f"root: no views in split {split!r} of {str(root)!r}")
-    predictions = predict_frames(predictor, load_frames(views))
+    predictions = predict_frames(predictor, iter_frames(views))
     return evaluate(dataset_gt(root, views, split) if gt is None else gt, predictions)

@@ -14,18 +14,25 @@ import numpy as np
 
 from mtl_grasp.geometry import (
     DEFAULT_RADIUS_PX,
+    INVALID,
     FrameGeometry,
     Intrinsics,
     SurfacePoint,
     approach_quaternion,
     pick_order,
     surface_point,
+    valid_depth_fraction,
 )
 from mtl_grasp.ros.instances import Box, DetectionsLike
 from mtl_grasp.ros.messages import POSE, POSE_ARRAY, MessageFactory, rclpy_factory
 
-__all__ = ["FrameGeometry", "candidate_markers", "candidates_pose_array", "frame_geometry",
-           "intrinsics_from_camera_info"]
+__all__ = [
+    "FrameGeometry",
+    "candidate_markers",
+    "candidates_pose_array",
+    "frame_geometry",
+    "intrinsics_from_camera_info",
+]
 
 # CameraInfo distortion models whose coefficients mtl_grasp.geometry.Intrinsics understands
 _DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "")
@@ -66,15 +73,11 @@ def frame_geometry(
     for i in range(n):
         vbox = boxes[i][0]
         if vbox is None:
-            points.append(SurfacePoint(None, None, 0.0, None))
+            points.append(INVALID)
             continue
         mask = np.asarray(det.visible_masks[i], bool)
         if intrinsics is None:
-            x1, y1, x2, y2 = vbox
-            m, d = mask[y1:y2, x1:x2], depth_m[y1:y2, x1:x2]
-            total = int(np.count_nonzero(m))
-            valid = int(np.count_nonzero(d[m] > 0)) if total else 0
-            points.append(SurfacePoint(None, None, valid / total if total else 0.0, None))
+            points.append(SurfacePoint(None, None, valid_depth_fraction(depth_m, mask, vbox), None))
             continue
         points.append(surface_point(depth_m, mask, intrinsics, radius_px, box=vbox))
     if intrinsics is None:

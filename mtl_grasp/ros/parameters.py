@@ -110,23 +110,28 @@ def validate(name: str, value: Any) -> str | None:
     return None
 
 
-def default_params_file() -> Path:
-    """config/perception.yaml of the source tree, else of the installed package share directory."""
+def packaged_config(name: str) -> Path:
+    """config/<name> of the source tree, else of the installed package's share directory."""
+    import sys
+
     here = Path(__file__).resolve()
-    candidates = [here.parents[2] / "config" / "perception.yaml"]
+    candidates = [here.parents[2] / "config" / name]
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        candidates.append(Path(get_package_share_directory("mtl_grasp")) / "config" / "perception.yaml")
+        candidates.append(Path(get_package_share_directory("mtl_grasp")) / "config" / name)
     except Exception:  # noqa: BLE001 - ament_index absent or package not installed the ROS way
         pass
-    import sys
-
-    candidates.append(Path(sys.prefix) / "share" / "mtl_grasp" / "config" / "perception.yaml")
+    candidates.append(Path(sys.prefix) / "share" / "mtl_grasp" / "config" / name)
     for c in candidates:
         if c.is_file():
             return c
-    raise FileNotFoundError(f"config/perception.yaml not found; looked in {[str(c) for c in candidates]}")
+    raise FileNotFoundError(f"config/{name} not found; looked in {[str(c) for c in candidates]}")
+
+
+def default_params_file() -> Path:
+    """config/perception.yaml of the source tree, else of the installed package share directory."""
+    return packaged_config("perception.yaml")
 
 
 def inference_size_argument(value: int) -> int | str | None:

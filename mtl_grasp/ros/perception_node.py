@@ -150,8 +150,7 @@ class PerceptionNode(LifecycleNode):
         self._rates: dict[str, float] = {}
         self._retry_timer = None
         self._last_age_ms: float | None = None
-        self._streams = StreamMonitor(time.monotonic())
-        self._monitored: Any = None  # the synchroniser whose counters self._streams follows
+        self._streams = StreamMonitor(time.monotonic())  # renewed with self._sync in configure
         self._stream_warning = ""
         self.shutdown_requested = threading.Event()  # set by the lifecycle shutdown transition
         self._lingering: list[threading.Thread] = []  # stopped workers still inside a frame
@@ -223,6 +222,7 @@ class PerceptionNode(LifecycleNode):
             "candidates": self.create_publisher(PoseArray, "~/candidates", OUTPUT_QOS),
         }
         self._sync = PairSynchronizer(self._param("slop"), self._param("sync_queue_size"))
+        self._streams = StreamMonitor(time.monotonic())  # the new synchroniser's counters start at zero
         self._fatal = ""
         self._state = "inactive"
         self.get_logger().info(f"configured with model {str(model)!r}")
@@ -488,8 +488,6 @@ class PerceptionNode(LifecycleNode):
         if sync is None or self._state != "active":
             self._stream_warning = ""
             return
-        if sync is not self._monitored:  # a new synchroniser starts its counters at zero
-            self._streams, self._monitored = StreamMonitor(sync.created_at), sync
         s = sync.stats
         verdict = self._streams.update(
             time.monotonic(), s.received_rgb, s.received_depth, s.pairs, sync.slop_s
@@ -623,8 +621,9 @@ def _force_exit() -> None:
     os._exit(0)
 
 
-def _spin_until_shutdown(executor: SingleThreadedExecutor, node: PerceptionNode, guard: ShutdownGuard,
-                         context: Any) -> None:
+def _spin_until_shutdown(
+    executor: SingleThreadedExecutor, node: PerceptionNode, guard: ShutdownGuard, context: Any
+) -> None:
     while not guard.requested.is_set() and context.ok():
         executor.spin_once(timeout_sec=0.1)
         if node.shutdown_requested.is_set():  # lifecycle shutdown transition

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -64,7 +63,6 @@ class PairSynchronizer(Generic[T]):
         self.stats = SyncStats()
         self._queues: dict[str, list[tuple[int, T]]] = {RGB: [], DEPTH: []}
         self._last_ns = {RGB: -1, DEPTH: -1}  # newest stamp of each stream that was paired
-        self.created_at = time.monotonic()  # when the counters were zero (monotonic seconds)
         self.configure(slop_s, queue_size)
 
     def configure(self, slop_s: float, queue_size: int) -> None:

@@ -15,7 +15,6 @@ point FASTDDS_DEFAULT_PROFILES_FILE at your own file (it is never overwritten).
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -26,19 +25,9 @@ PROFILE_NAME = "fastdds_shm.xml"
 
 def profile_path() -> Path:
     """config/fastdds_shm.xml of the source tree, else of the installed package's share directory."""
-    here = Path(__file__).resolve()
-    candidates = [here.parents[2] / "config" / PROFILE_NAME]
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    from mtl_grasp.ros.parameters import packaged_config
 
-        candidates.append(Path(get_package_share_directory("mtl_grasp")) / "config" / PROFILE_NAME)
-    except Exception:  # noqa: BLE001 - ament_index absent or package not installed the ROS way
-        pass
-    candidates.append(Path(sys.prefix) / "share" / "mtl_grasp" / "config" / PROFILE_NAME)
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise FileNotFoundError(f"{PROFILE_NAME} not found; looked in {[str(c) for c in candidates]}")
+    return packaged_config(PROFILE_NAME)
 
 
 def uses_fastdds(env: MutableMapping[str, str]) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mtl_grasp.evaluation.dataset import dataset_views, evaluate_dataset, load_frames, predict_frames
+from mtl_grasp.evaluation.dataset import dataset_views, evaluate_dataset, iter_frames, predict_frames
 from mtl_grasp.runtime.detector import Detector
 
 # mAP integrates over the whole precision/recall curve, so evaluation keeps every detection the
@@ -38,7 +38,7 @@ def predict_dataset(
     Image ids are those of `mtl_grasp.data.coco.build_coco` on the same root, so the result can be
     scored against that ground truth directly (see `mtl_grasp.evaluation.dataset`).
     """
-    return predict_frames(detector, load_frames(dataset_views(root, split, splits_file)))
+    return predict_frames(detector, iter_frames(dataset_views(root, split, splits_file)))
 
 
 def evaluate_model(

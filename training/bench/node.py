@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.bench.common import require_positive
 from training.contract_model import write_contract_model
 
 HELP = "perception node overhead on top of the runtime latency (ROS 2, in-process)"
@@ -124,7 +125,7 @@ def _report(title: str, total: list[float], inner: list[float], cpu_over: list[f
     print(f"  node overhead, thread CPU time:          {_pct(cpu_over)}")
 
 
-def _subscribe_views(ctx, node, height: int, width: int):
+def _subscribe_views(ctx, node):
     """A listener on every output, so the tool views are built too (worst case)."""
     import rclpy
     from geometry_msgs.msg import PoseArray
@@ -176,7 +177,7 @@ def _measure(ctx, model: str, args: argparse.Namespace) -> None:
     node._on_camera_info(_camera_info(h, w))  # the 3-D pick candidates are computed from now on
     total, inner, cpu_over, _ = _time_node(node, det, frames, msgs, args.warmup, args.frames)
     _report("node, ~/instances + ~/candidates with camera_info (3-D)", total, inner, cpu_over)
-    listener, subs = _subscribe_views(ctx, node, h, w)
+    listener, subs = _subscribe_views(ctx, node)
     total, inner, cpu_over, _ = _time_node(node, det, frames, msgs, args.warmup, args.frames)
     _report("node, all views subscribed (overlay, labels, markers, 3-D)", total, inner, cpu_over)
     print(_machine_line())
@@ -191,9 +192,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mtl_grasp.ros.domain import localhost_only, reserved_domain_id
 
-    for name in ("instances", "width", "height", "frames"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"--{name}: expected a positive integer, got {getattr(args, name)}")
+    require_positive(args, "instances", "width", "height", "frames")
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(write_contract_model(Path(tmp) / "contract.onnx", args.instances))
         localhost_only()

@@ -120,10 +120,10 @@ def _robustness_dir(args: argparse.Namespace) -> Path:
         return Path(args.robustness_dir)
     if args.onnx:
         return Path(args.onnx).with_name(Path(args.onnx).stem + "_robustness")
+    from training.rundir import RunDir, run_dir_of_checkpoint
+
     path = Path(args.checkpoint)
-    if path.is_dir():
-        return path / "robustness"
-    return (path.parent.parent if path.parent.name == "checkpoints" else path.parent) / "robustness"
+    return RunDir(path if path.is_dir() else run_dir_of_checkpoint(path) or path.parent).robustness
 
 
 def _evaluate_corruptions(args: argparse.Namespace) -> dict[str, float]:

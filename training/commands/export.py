@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 HELP = (
@@ -81,28 +82,29 @@ def run(args: argparse.Namespace) -> int:
         apply_budget(model, budget)
     metadata = metadata_from_config(config)
     try:
-        result = _export_float(model, metadata, args, budget)
-        if args.quantize == "int8":
-            _quantize(result.path, metadata, args)
+        if args.quantize != "int8":
+            _export_float(model, metadata, args, budget, Path(args.out))
+        elif args.keep_float:
+            _quantize(
+                _export_float(model, metadata, args, budget, Path(args.keep_float)).path, metadata, args
+            )
+        else:
+            with tempfile.TemporaryDirectory(prefix="mtl-export-") as tmp:  # the float model is removed
+                _quantize(
+                    _export_float(model, metadata, args, budget, Path(tmp) / "float.onnx").path,
+                    metadata,
+                    args,
+                )
     except ParityError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-def _export_float(model, metadata, args: argparse.Namespace, budget):
-    import tempfile
-
+def _export_float(model, metadata, args: argparse.Namespace, budget, out: Path):
     from training.export import DEFAULT_OPSET, export_model
 
     size = args.image_size if args.image_size is not None else metadata.train_image_size
-    out = Path(args.out)
-    if args.quantize == "int8":
-        out = (
-            Path(args.keep_float)
-            if args.keep_float
-            else Path(tempfile.mkdtemp(prefix="mtl-export-")) / "float.onnx"
-        )
     result = export_model(
         model,
         out,
@@ -122,27 +124,21 @@ def _export_float(model, metadata, args: argparse.Namespace, budget):
 
 
 def _quantize(float_path: Path, metadata, args: argparse.Namespace) -> None:
-    import shutil
-
     from training.export.quantize import calibration_frames, camera_frames, quantize_int8
     from training.export.quantized_parity import check_quantized_parity
 
     size = metadata.train_image_size
-    try:
-        frames = calibration_frames(
-            args.calibration, args.calibration_frames, inference_size=size, keep_aspect=True
-        )
-        out = quantize_int8(float_path, args.out, frames)
-        print(f"wrote {out} (INT8 QDQ, per-channel weights; {len(frames)} frames of {args.calibration})")
-        if not args.no_verify:
-            try:
-                report = check_quantized_parity(
-                    float_path, out, camera_frames(args.calibration), inference_size=size
-                )
-            except Exception:
-                Path(out).unlink(missing_ok=True)  # a model that failed its check is not left behind
-                raise
-            print(f"int8 parity {report.summary()}")
-    finally:
-        if not args.keep_float:
-            shutil.rmtree(float_path.parent, ignore_errors=True)
+    frames = calibration_frames(
+        args.calibration, args.calibration_frames, inference_size=size, keep_aspect=True
+    )
+    out = quantize_int8(float_path, args.out, frames)
+    print(f"wrote {out} (INT8 QDQ, per-channel weights; {len(frames)} frames of {args.calibration})")
+    if not args.no_verify:
+        try:
+            report = check_quantized_parity(
+                float_path, out, camera_frames(args.calibration), inference_size=size
+            )
+        except Exception:
+            Path(out).unlink(missing_ok=True)  # a model that failed its check is not left behind
+            raise
+        print(f"int8 parity {report.summary()}")

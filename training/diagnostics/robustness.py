@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 
 from mtl_grasp.evaluation.robustness import RobustnessResult, summarize
+from training.rundir import ROBUSTNESS_DIR
 
 HEATMAP_KEYS = ("bbox/mAP", "amask/mAP", "occ/accuracy")
 TABLE_KEYS = ("bbox/mAP", "vmask/mAP", "amask/mAP", "occ/accuracy")
-RESULT_FILE = Path("robustness") / "robustness.json"
+RESULT_FILE = Path(ROBUSTNESS_DIR) / "robustness.json"  # in the run directory
 
 
 def plot_heatmap(result: RobustnessResult, path: str | Path, keys: Sequence[str] = HEATMAP_KEYS) -> Path:

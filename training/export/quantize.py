@@ -50,9 +50,6 @@ FLOAT_LAYERS = (
     r"^/encoder/(rgb|depth)/conv1/",
 )
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Concat")
-# MinMax only: onnxruntime's histogram calibrators (percentile, entropy) fail with "zero-size array to
-# reduction operation fmax" on the empty head tensors of a frame without detections.
-CALIBRATION_METHODS = ("minmax",)
 
 
 @dataclass(frozen=True)
@@ -156,21 +153,10 @@ def feature_concats(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
     return features, others
 
 
-def _calibration_method(name: str):
-    from onnxruntime.quantization import CalibrationMethod
-
-    methods = {"minmax": CalibrationMethod.MinMax}
-    if name not in methods:
-        raise ValueError(f"calibration_method: expected one of {list(methods)}, got {name!r}")
-    return methods[name]
-
-
 def quantize_int8(
     float_path: str | os.PathLike,
     out_path: str | os.PathLike,
     frames: Sequence[CalibrationFrame],
-    calibration_method: str = "minmax",
-    per_channel: bool = True,
     float_layers: Sequence[str] = FLOAT_LAYERS,
 ) -> Path:
     """Write the INT8 (QDQ) version of the float ONNX model `float_path` to `out_path` (atomically).
@@ -182,7 +168,6 @@ def quantize_int8(
 
     if not frames:
         raise ValueError("frames: expected at least one calibration frame")
-    _calibration_method(calibration_method)  # checked before any work
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
@@ -195,7 +180,7 @@ def quantize_int8(
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
         tmp_out = Path(tmp) / "int8.onnx"
-        _quantize_static(prepared, tmp_out, frames, calibration_method, per_channel, float_layers)
+        _quantize_static(prepared, tmp_out, frames, float_layers)
         proto = onnx.load(str(tmp_out))
         _copy_metadata(onnx.load(str(float_path), load_external_data=False), proto)
         onnx.save(proto, str(tmp_out))
@@ -207,12 +192,15 @@ def _quantize_static(
     prepared: Path,
     out: Path,
     frames: Sequence[CalibrationFrame],
-    calibration_method: str,
-    per_channel: bool,
     float_layers: Sequence[str],
 ) -> None:
-    """onnxruntime's `quantize_static` with this project's settings (module docstring)."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    """onnxruntime's `quantize_static` with this project's settings (module docstring).
+
+    Calibration is MinMax only: onnxruntime's histogram calibrators (percentile, entropy) fail with
+    "zero-size array to reduction operation fmax" on the empty head tensors of a frame without
+    detections. Weights are per output channel (the file's tag says so).
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     prepared_model = onnx.load(str(prepared), load_external_data=False)
     _, other_concats = feature_concats(prepared_model)
@@ -225,11 +213,11 @@ def _quantize_static(
         _Reader(frames),
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=list(QUANTIZED_OPS),
-        per_channel=per_channel,
+        per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         nodes_to_exclude=kept_float + other_concats,
-        calibrate_method=_calibration_method(calibration_method),
+        calibrate_method=CalibrationMethod.MinMax,
         extra_options={
             "WeightSymmetric": True,
             "ActivationSymmetric": False,

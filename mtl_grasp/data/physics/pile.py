@@ -105,7 +105,6 @@ class Pile:
     bin: BinSpec
     bin_bodies: list[int]
     items: list[Item]
-    settle_steps: int
     removed: int  # articles removed because they ended outside the bin
 
 
@@ -358,7 +357,6 @@ def build_pile(client: int, rng: np.random.Generator, n_objects: int, folder: Pa
     spec = BinSpec.draw(rng)
     bin_bodies = _build_bin(client, spec, rng, folder)
     items: list[Item] = []
-    steps = 0
     drawn = [draw_article(rng) for _ in range(n_objects)]
     per_wave = max(3, int(spec.length * spec.width / 0.02))
     for start in range(0, n_objects, per_wave):
@@ -369,10 +367,9 @@ def build_pile(client: int, rng: np.random.Generator, n_objects: int, folder: Pa
             items.append(_spawn(client, rng, s, category, pos, folder, len(items)))
         for _ in range(WAVE_STEPS):
             pb.stepSimulation(physicsClientId=client)
-        steps += WAVE_STEPS
     removed = 0
     for _ in range(3):
-        steps += _settle(client, [it.body for it in items], MAX_SETTLE_STEPS)
+        _settle(client, [it.body for it in items], MAX_SETTLE_STEPS)
         outside = [it for it in items if not _inside(client, it, spec)]
         if not outside:
             break
@@ -384,7 +381,7 @@ def build_pile(client: int, rng: np.random.Generator, n_objects: int, folder: Pa
         raise UnsettledPile("articles kept falling out of the bin after three rounds of removal")
     if not items:
         raise UnsettledPile(f"none of the {n_objects} articles stayed in the bin")
-    return Pile(client, spec, bin_bodies, items, steps, removed)
+    return Pile(client, spec, bin_bodies, items, removed)
 
 
 def rests_on(pile: Pile) -> dict[int, list[dict]]:

@@ -81,13 +81,11 @@ class SceneSettings:
 
 @dataclass
 class SimView(ViewData):
-    """A :class:`ViewData` plus what the tests check against: noise-free z-depth (m, inf = nothing),
-    the camera, and with ``keep_surfaces`` every object's noise-free surface depth [N, H, W] (m, inf
-    outside the object)."""
+    """A :class:`ViewData` plus what the tests check against: noise-free z-depth (m, inf = nothing)
+    and with ``keep_surfaces`` every object's noise-free surface depth [N, H, W] (m, inf outside the
+    object); the camera is in ``scene`` (pose) and ``camera`` (intrinsics)."""
 
     depth_true_m: np.ndarray | None = None
-    intrinsics: Intrinsics | None = None
-    world_from_camera: np.ndarray | None = None
     surfaces_m: np.ndarray | None = None
     renders: int = 0
     edge_fixes: int = 0
@@ -176,8 +174,8 @@ def _render_view(pile, intr, pose, light, rng, settings, keep_surfaces, timings,
     view = SimView(
         rgb=rgb, depth_cm=depth_cm, instances=instances, semantic=semantic, amodal=amodal.masks,
         order=order_json(pile, amodal, instances, img.depth_m, support, names), camera=intr.as_dict(),
-        scene=_scene_json(pile, intr, pose, names), depth_true_m=img.depth_m, intrinsics=intr,
-        world_from_camera=pose, renders=amodal.renders, edge_fixes=amodal.edge_fixes,
+        scene=_scene_json(pile, intr, pose, names), depth_true_m=img.depth_m, renders=amodal.renders,
+        edge_fixes=amodal.edge_fixes,
     )  # fmt: skip
     if keep_surfaces:
         n, (h, w) = len(pile.items), instances.shape
