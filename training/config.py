@@ -186,13 +186,13 @@ class TrainConfig:
             families.get(self.family)  # raises, suggesting the closest name
         if self.family == "dense":
             self.dense.validate()
-            d = self.data
+            d, default = self.data, DataConfig()
             ignored = [
                 ("model", self.model != ModelConfig(), "dense.model"),
-                ("data.synth", self.data.synth != SynthConfig(), "dense.synth"),
-                ("data.splits_file", d.splits_file is not None, "the train/val folders"),
-                ("data.class_agnostic", d.class_agnostic is not True, None),
-                ("data.min_visible_area", d.min_visible_area != 1, None),
+                ("data.synth", d.synth != default.synth, "dense.synth"),
+                ("data.splits_file", d.splits_file != default.splits_file, "the train/val folders"),
+                ("data.class_agnostic", d.class_agnostic != default.class_agnostic, None),
+                ("data.min_visible_area", d.min_visible_area != default.min_visible_area, None),
             ]
             for key, changed, instead in ignored:
                 if changed:

@@ -22,12 +22,13 @@ state that `imagecorruptions` draws from is seeded from it and restored afterwar
 
 from __future__ import annotations
 
-import difflib
 import zlib
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
+
+from mtl_grasp.suggest import did_you_mean
 
 RGB_CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise",
@@ -70,8 +71,7 @@ def parse_corruptions(spec: str | Sequence[str]) -> list[str]:
             names.extend(n for n in GROUPS[item] if n not in names)
             continue
         if item not in ALL_CORRUPTIONS:
-            close = difflib.get_close_matches(item, list(ALL_CORRUPTIONS) + list(GROUPS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(item, [*ALL_CORRUPTIONS, *GROUPS])
             known = ", ".join(("all", "rgb", "depth") + ALL_CORRUPTIONS)
             raise ValueError(f"corruptions: unknown corruption {item!r}{hint} (known: {known})")
         if item not in names:

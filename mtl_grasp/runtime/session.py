@@ -7,12 +7,13 @@ docs/benchmarks.md ("Runtime: session options"); the defaults are the measured b
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 import onnxruntime as ort
+
+from mtl_grasp.suggest import did_you_mean
 
 GRAPH_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -79,8 +80,7 @@ class SessionConfig:
         known = [f.name for f in fields(cls)]
         for key in value:
             if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(key, known)
                 raise ValueError(f"session: unknown option {key!r}{hint} (known: {known})")
         fields_given: dict[str, Any] = dict(value)  # values are checked in __post_init__
         return cls(**fields_given)
@@ -102,6 +102,5 @@ class SessionConfig:
 
 def _check_choice(name: str, value: object, choices: Mapping[str, object]) -> None:
     if value not in choices:
-        close = difflib.get_close_matches(str(value), list(choices), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(value, choices)
         raise ValueError(f"session.{name}: expected one of {list(choices)}, got {value!r}{hint}")

@@ -16,11 +16,12 @@ The mask resolution is not a budget of this architecture (docs/runtime.md, "Test
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
+
+from mtl_grasp.suggest import did_you_mean
 
 RUNTIME_CONFIG = Path(__file__).resolve().parents[2] / "config" / "runtime.yaml"
 FIELDS = ("proposals", "detections", "min_score")
@@ -60,8 +61,7 @@ def named_budgets(path: str | Path = RUNTIME_CONFIG) -> dict[str, TestBudget]:
 def parse_budget_fields(fields: dict, where: str = "budget") -> TestBudget:
     unknown = [k for k in fields if k not in FIELDS]
     if unknown:
-        close = difflib.get_close_matches(str(unknown[0]), FIELDS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(unknown[0], FIELDS)
         raise ValueError(f"{where}: unknown field {unknown[0]!r}{hint} (fields: {list(FIELDS)})")
     return TestBudget(**fields)
 
@@ -71,8 +71,7 @@ def parse_budget(text: str, path: str | Path = RUNTIME_CONFIG) -> TestBudget:
     if "=" not in text:
         budgets = named_budgets(path)
         if text not in budgets:
-            close = difflib.get_close_matches(text, list(budgets), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(text, budgets)
             raise ValueError(
                 f"--budget: unknown budget {text!r}{hint} (named: {sorted(budgets)}; or key=value,...)"
             )
