@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mtl_grasp.bag.types import BagTypes
+from mtl_grasp.bag.types import BagTypes, open_writer
 from mtl_grasp.ros.camera import DEFAULT_FRAME_ID, camera_info_for, depth_message_array
 from mtl_grasp.ros.images import array_to_image
 from mtl_grasp.ros.messages import CAMERA_INFO, IMAGE, INSTANCE_ARRAY
@@ -39,8 +39,6 @@ def write_dataset_bag(
 
     `topics` maps "rgb", "depth", "info" to topic names (perception_offline's defaults).
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
     from mtl_grasp.data.reader import discover_views, load_view
 
     if not (rate_hz > 0 and np.isfinite(rate_hz)):
@@ -49,9 +47,7 @@ def write_dataset_bag(
     if not views:
         raise ValueError(f"dataset: no MetaGraspNet views (scene*/<v>.npz) under {str(root)!r}")
     types = BagTypes()
-    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
-    writer = Writer(Path(out), version=9, storage_plugin=plugin)
-    writer.open()
+    writer = open_writer(out, storage)
     try:
         conns = {
             role: writer.add_connection(topics[role], typename, typestore=types.store)

@@ -28,13 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from mtl_grasp.bag.types import BagTypes
+from mtl_grasp.bag.types import STORAGES, BagTypes, open_writer
 from mtl_grasp.ros import parameters as P
 from mtl_grasp.ros.messages import IMAGE, INSTANCE_ARRAY, POSE_ARRAY
 from mtl_grasp.ros.pipeline import FramePipeline
 from mtl_grasp.ros.sync import DEPTH, RGB, PairSynchronizer, stamp_to_ns
 
-STORAGES = ("mcap", "sqlite3")
 DEFAULT_TOPICS = {
     "rgb": "/camera/rgb/image", "depth": "/camera/depth/image", "info": "/camera/rgb/camera_info"
 }
@@ -83,12 +82,8 @@ class OutputBag:
     """The output bag: instances, overlay and candidates under `namespace`."""
 
     def __init__(self, path: Path, storage: str, types: BagTypes, namespace: str = OUTPUT_NS) -> None:
-        from rosbags.rosbag2 import StoragePlugin, Writer
-
-        plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
         self.types = types
-        self.writer = Writer(path, version=9, storage_plugin=plugin)
-        self.writer.open()
+        self.writer = open_writer(path, storage)
         ns = namespace.rstrip("/")
         self.topics = {"instances": (INSTANCE_ARRAY, f"{ns}/instances"), "overlay": (IMAGE, f"{ns}/overlay"),
                        "candidates": (POSE_ARRAY, f"{ns}/candidates")}

@@ -18,6 +18,7 @@ import numpy as np
 from rosbags.interfaces import Nodetype
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+STORAGES = ("mcap", "sqlite3")  # rosbag2 storage plugins this package writes
 MSG_PACKAGE = "mtl_grasp_msgs"
 MSG_NAMES = ("Instance", "InstanceArray")
 _NUMPY = {
@@ -97,3 +98,15 @@ class BagTypes:
 
     def deserialize(self, raw: bytes | memoryview, typename: str) -> Any:
         return self.store.deserialize_cdr(raw, typename)
+
+
+def open_writer(path: str | os.PathLike, storage: str) -> Any:
+    """An opened rosbags `Writer` of a new rosbag2 (format version 9) at `path` with `storage`."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    if storage not in STORAGES:
+        raise ValueError(f"storage: expected one of {list(STORAGES)}, got {storage!r}")
+    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+    writer = Writer(Path(path), version=9, storage_plugin=plugin)
+    writer.open()
+    return writer
